@@ -1,0 +1,108 @@
+"""The one interface every channel adapter implements.
+
+A channel gets everything it needs in a ``Delivery``: the warning's parts, the address and
+the receipt it reports on. It formats the message for its medium and says how the send went:
+a ``SendResult`` on success, a ``ChannelError`` saying whether a retry is worth it. It never
+retries, sleeps or rate-limits by itself; the sender workers do that once for every channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from config import ChannelLimits
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """The parts of one warning; the same for every recipient of an alert."""
+
+    alert_id: str
+    event: str
+    severity: str
+    urgency: str
+    headline: str
+    text: str
+    instruction: str
+    area: str
+    lang: str = "zh-CN"
+    drill: bool = False
+    msg_type: str = "Alert"
+    sender_name: str = ""
+    expires_at: float | None = None  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message to one address: what a channel sends and the receipt it reports on."""
+
+    receipt_id: str
+    channel: str
+    address: str
+    recipient: str
+    name: str
+    message: Message
+    attempt: int = 1
+    ack_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    state: Literal["sent", "delivered"] = "sent"
+    provider_id: str | None = None
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+class ChannelError(Exception):
+    """A send that did not work. ``recoverable`` says whether trying again may help."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        recoverable: bool,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.recoverable = recoverable
+        self.code = code
+        self.retry_after_s = retry_after_s
+
+
+class Channel:
+    """Base class of the adapters. Subclasses set ``name`` and implement ``send``."""
+
+    name: ClassVar[str]
+    #: how hard a worker may drive it unless the settings say otherwise
+    default_limits: ClassVar[ChannelLimits] = ChannelLimits()
+    #: fields of the adapter's configuration that must never be logged or printed
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    async def start(self) -> None:
+        """Open connections; called once before the first send."""
+
+    async def close(self) -> None:
+        """Release connections; called once at shutdown."""
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        raise NotImplementedError
+
+    async def send_many(self, deliveries: list[Delivery]) -> list[SendResult | ChannelError]:
+        """Send a batch; one outcome per delivery, in order. Adapters that can batch override it."""
+        outcomes = await asyncio.gather(*(self.send(d) for d in deliveries), return_exceptions=True)
+        return [_as_outcome(o) for o in outcomes]
+
+
+def _as_outcome(outcome: object) -> SendResult | ChannelError:
+    if isinstance(outcome, (SendResult, ChannelError)):
+        return outcome
+    if isinstance(outcome, (asyncio.TimeoutError, OSError)):
+        return ChannelError(f"{type(outcome).__name__}: {outcome}", recoverable=True)
+    if isinstance(outcome, BaseException):
+        # A bug in an adapter must not lose the receipt: report it, retry it.
+        return ChannelError(f"adapter error {type(outcome).__name__}: {outcome}", recoverable=True)
+    raise TypeError(f"channel returned {type(outcome).__name__}, not SendResult")

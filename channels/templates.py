@@ -1,0 +1,44 @@
+"""Message text from a warning's parts, per language."""
+
+from __future__ import annotations
+
+from channels.base import Message
+
+DRILL_MARK = {"zh-CN": "【演练】", "en": "[EXERCISE] "}
+SEVERITY = {
+    "zh-CN": {"Extreme": "特别严重", "Severe": "严重", "Moderate": "较重", "Minor": "一般", "Unknown": "未知"},
+    "en": {},
+}
+CANCELLED = {"zh-CN": "【解除】", "en": "[CANCELLED] "}
+ACK_HINT = {"zh-CN": "收到请回复1或点击：", "en": "Reply 1 or open to acknowledge: "}
+
+
+def language(lang: str) -> str:
+    return "zh-CN" if lang.lower().startswith("zh") else "en"
+
+
+def render_text(message: Message, ack_url: str | None = None) -> str:
+    """The plain text of a warning, as an SMS or a chat message carries it."""
+    lang = language(message.lang)
+    parts = []
+    if message.drill:
+        parts.append(DRILL_MARK[lang])
+    if message.msg_type == "Cancel":
+        parts.append(CANCELLED[lang])
+    severity = SEVERITY[lang].get(message.severity, message.severity)
+    head = message.headline or message.event
+    if lang == "zh-CN":
+        parts.append(f"【{severity}】{head}")
+        if message.area:
+            parts.append(f"（{message.area}）")
+    else:
+        parts.append(f"{severity}: {head}")
+        if message.area:
+            parts.append(f" ({message.area})")
+    body = " ".join(p for p in (message.text, message.instruction) if p)
+    text = "".join(parts)
+    if body:
+        text += ("" if lang == "zh-CN" else " ") + body
+    if ack_url:
+        text += ("" if lang == "zh-CN" else " ") + ACK_HINT[lang] + ack_url
+    return text

@@ -1,0 +1,133 @@
+"""Settings: environment variables prefixed ``SHAOZI_``, then an optional TOML file.
+
+Environment wins over the file, the file over the defaults. The file is named by
+``--config`` on the command line or ``SHAOZI_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Role = Literal["admin", "officer", "feed", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "officer", "feed", "viewer")
+
+SAMPLE_REGISTRY = Path(__file__).with_name("registry.yaml")
+
+
+class ChannelLimits(BaseModel):
+    """How hard one channel may be driven by one worker process."""
+
+    concurrency: int = Field(64, ge=1, description="sends in flight at once")
+    rate_per_s: float = Field(0, ge=0, description="sends per second; 0 means no limit")
+    max_attempts: int = Field(5, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHAOZI_", extra="ignore")
+
+    redis_url: str | None = Field(None, description="Redis URL; unset starts an embedded redis-server")
+    redis_prefix: str = Field("shaozi", description="prefix of every Redis key")
+    mqtt_url: str | None = None
+    mqtt_prefix: str = "shaozi"
+    data_dir: Path = Path("./var")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    api_keys: Annotated[dict[str, Role], NoDecode] = Field(
+        default_factory=dict, description="comma-separated key:role pairs"
+    )
+    registry: Path = SAMPLE_REGISTRY
+    public_url: str | None = None
+    secret: str | None = Field(None, description="signing key; generated under the data dir if unset")
+    log_level: str = "info"
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+
+    # workers
+    worker_name: str | None = None
+    planner_concurrency: int = Field(2, ge=1)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    reclaim_idle_s: float = Field(60.0, gt=0, description="a pending message idle this long is taken over")
+    reclaim_interval_s: float = Field(5.0, gt=0)
+    retry_base_s: float = Field(2.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+    channels: dict[str, ChannelLimits] = Field(
+        default_factory=dict, description="per-channel limits; unset ones take the adapter's defaults"
+    )
+
+    # embedded redis
+    embedded_redis_appendfsync: Literal["always", "everysec", "no"] = "everysec"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        keys: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            key, sep, role = pair.rpartition(":")
+            if not sep or not key:
+                raise ValueError(f"API key entry must be key:role, got {pair[:4]}…")
+            keys[key] = role
+        return keys
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        toml_file = os.environ.get("SHAOZI_CONFIG")
+        if toml_file:
+            if not Path(toml_file).is_file():
+                raise FileNotFoundError(f"config file {toml_file} does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def limits(self, channel: str, adapter: object) -> ChannelLimits:
+        return self.channels.get(channel) or adapter.default_limits
+
+    def signing_secret(self) -> str:
+        """The signing key: from settings, else generated once and kept under the data dir."""
+        if self.secret:
+            return self.secret
+        return _kept_secret(self.data_dir / "secret", lambda: secrets.token_urlsafe(32))
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def _kept_secret(path: Path, make: callable) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: object) -> Settings:
+    if config_file:
+        os.environ["SHAOZI_CONFIG"] = str(config_file)
+    return Settings(**overrides)
+
+
+def kept_admin_key(settings: Settings) -> str:
+    """The admin key created on first start when no API keys are configured."""
+    return _kept_secret(settings.data_dir / "admin.key", lambda: "sz_" + secrets.token_urlsafe(24))

@@ -1,0 +1,156 @@
+"""The registry, first cut: a regions tree and the people in it, read from a YAML file.
+
+Targeting asks one question of it: which recipients do these region codes reach? The answer
+is every person in the named regions and their descendants, each with the channels they can
+be reached on, in their order of preference.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+RoleName = Literal["info_officer", "safety_officer", "duty_officer", "leader", "staff"]
+Level = Literal["district", "street", "community"]
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class Region(BaseModel):
+    code: str = Field(pattern=r"^\d{6,12}$")
+    name: str = Field(min_length=1)
+    level: Level
+    children: list[Region] = Field(default_factory=list)
+
+    def walk(self) -> Iterator[Region]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+class Person(BaseModel):
+    id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1)
+    role: RoleName
+    region: str
+    phone: str | None = None
+    channels: list[str] = Field(default_factory=lambda: ["sms"])
+    telegram_chat_id: str | None = None
+    hazards: list[str] = Field(default_factory=list)
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is not None and not E164.match(value):
+            raise ValueError(f"phone {value!r} is not in E.164 form (+8613800000000)")
+        return value
+
+    def address(self, channel: str) -> str | None:
+        """This person's address on a channel, or None when they have none there."""
+        if channel in ("sms", "voice", "console"):
+            return self.phone
+        if channel == "telegram":
+            return self.telegram_chat_id
+        return None
+
+
+class RegistryFile(BaseModel):
+    regions: list[Region]
+    people: list[Person] = Field(default_factory=list)
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be used; the message names the file and the problems."""
+
+
+class Registry:
+    """Regions and people held in memory, indexed for targeting."""
+
+    def __init__(self, regions: list[Region], people: Iterable[Person]) -> None:
+        self.regions = regions
+        self._region_by_code: dict[str, Region] = {}
+        self._parent: dict[str, str | None] = {}
+        for root in regions:
+            self._index(root, None)
+        self._people_by_region: dict[str, list[Person]] = {}
+        problems = []
+        for person in people:
+            if person.region not in self._region_by_code:
+                problems.append(f"person {person.id}: region {person.region} is not in the regions tree")
+                continue
+            self._people_by_region.setdefault(person.region, []).append(person)
+        if problems:
+            raise RegistryError("; ".join(problems))
+
+    def _index(self, region: Region, parent: str | None) -> None:
+        if region.code in self._region_by_code:
+            raise RegistryError(f"region code {region.code} appears twice")
+        self._region_by_code[region.code] = region
+        self._parent[region.code] = parent
+        for child in region.children:
+            self._index(child, region.code)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Registry:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise RegistryError(f"{path}: {exc}") from exc
+        try:
+            parsed = RegistryFile.model_validate(data)
+        except ValidationError as exc:
+            lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise RegistryError(f"{path}: " + "; ".join(lines)) from exc
+        try:
+            return cls(parsed.regions, parsed.people)
+        except RegistryError as exc:
+            raise RegistryError(f"{path}: {exc}") from exc
+
+    def region(self, code: str) -> Region | None:
+        return self._region_by_code.get(code)
+
+    def street_and_community(self, code: str) -> tuple[str | None, str | None]:
+        """The street and community a region code lies in (for grouping reports)."""
+        street = community = None
+        current: str | None = code
+        while current is not None:
+            level = self._region_by_code[current].level
+            if level == "community":
+                community = current
+            elif level == "street":
+                street = current
+            current = self._parent[current]
+        return street, community
+
+    def people_in(self, codes: Iterable[str], roles: Iterable[str] | None = None) -> list[Person]:
+        """Everyone in the named regions and their descendants, each once, in registry order."""
+        wanted_roles = set(roles) if roles else None
+        seen_regions: set[str] = set()
+        found: list[Person] = []
+        for code in codes:
+            root = self._region_by_code.get(code)
+            if root is None:
+                continue
+            for region in root.walk():
+                if region.code in seen_regions:
+                    continue
+                seen_regions.add(region.code)
+                for person in self._people_by_region.get(region.code, ()):
+                    if wanted_roles is None or person.role in wanted_roles:
+                        found.append(person)
+        return found
+
+    def unknown_codes(self, codes: Iterable[str]) -> list[str]:
+        return [c for c in codes if c not in self._region_by_code]
+
+    def tree(self) -> list[dict]:
+        return [r.model_dump() for r in self.regions]
+
+    @property
+    def size(self) -> int:
+        return sum(len(p) for p in self._people_by_region.values())

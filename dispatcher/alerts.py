@@ -1,0 +1,144 @@
+"""The alert store: durable intake and the alert summaries that readers see.
+
+Intake is one script over the ``{intake}`` keys: it checks the dedupe index, stores the alert
+document, lists it and appends it to its priority's intake stream, all or nothing. When it
+returns, the alert is in Redis (and its AOF) and a planner will pick it up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from redis.asyncio import Redis
+
+from dispatcher.keys import Keys
+from dispatcher.models import Alert, new_id
+from dispatcher.receipts import ReceiptBook
+
+# KEYS: docs, dedupe, index, intake stream. ARGV: id, document, sender|identifier,
+# idempotency key ('' for none), accepted at (ms).
+# Returns {1, id} when stored, {0, first id} for a duplicate.
+_ACCEPT = r"""
+local docs, dedupe, index, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, doc, natural, idem, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local first = redis.call('HGET', dedupe, natural)
+if not first and idem ~= '' then first = redis.call('HGET', dedupe, idem) end
+if first then return {0, first} end
+redis.call('HSET', docs, id, doc)
+redis.call('HSET', dedupe, natural, id)
+if idem ~= '' then redis.call('HSET', dedupe, idem, id) end
+redis.call('ZADD', index, at, id)
+redis.call('XADD', stream, '*', 'id', id)
+return {1, id}
+"""
+
+
+def natural_key(sender: str, identifier: str) -> str:
+    return f"{sender}|{identifier}"
+
+
+class AlertStore:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.receipts = ReceiptBook(redis, keys)
+        self._accept = redis.register_script(_ACCEPT)
+
+    async def accept(self, alert: Alert, *, idempotency_key: str | None = None, by: str = "") -> tuple[str, bool]:
+        """Store the alert and queue it for planning. Returns (id, True) or (first id, False)."""
+        alert_id = new_id()
+        now = time.time()
+        doc = {
+            "id": alert_id,
+            "alert": alert.model_dump(mode="json", exclude_none=True),
+            "accepted_at": now,
+            "priority": alert.priority(),
+            "by": by,
+        }
+        keys = [self.keys.docs, self.keys.dedupe, self.keys.alert_index, self.keys.intake(alert.priority())]
+        args = [
+            alert_id,
+            json.dumps(doc, ensure_ascii=False),
+            natural_key(alert.sender, alert.identifier),
+            f"idem|{idempotency_key}" if idempotency_key else "",
+            int(now * 1000),
+        ]
+        stored, the_id = await self._accept(keys, args)
+        the_id = the_id.decode() if isinstance(the_id, bytes) else the_id
+        return the_id, bool(stored)
+
+    async def doc(self, alert_id: str) -> dict | None:
+        raw = await self.redis.hget(self.keys.docs, alert_id)
+        return json.loads(raw) if raw else None
+
+    async def find(self, sender: str, identifier: str) -> str | None:
+        found = await self.redis.hget(self.keys.dedupe, natural_key(sender, identifier))
+        return found.decode() if isinstance(found, bytes) else found
+
+    async def state(self, alert_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys.alert(alert_id))
+        return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                for k, v in raw.items()}
+
+    async def summary(self, alert_id: str) -> dict | None:
+        doc = await self.doc(alert_id)
+        if doc is None:
+            return None
+        return await self._summary(doc)
+
+    async def _summary(self, doc: dict) -> dict:
+        alert_id = doc["id"]
+        state = await self.state(alert_id)
+        counts, totals = await self.receipts.counts(alert_id)
+        recipients = int(state["recipients"]) if "recipients" in state else None
+        reaches_nobody = state.get("planned") == "1" and recipients == 0
+        return {
+            "id": alert_id,
+            "state": state.get("state", "accepted"),
+            "alert": doc["alert"],
+            "accepted_at": doc["accepted_at"],
+            "priority": doc["priority"],
+            "recipients": recipients,
+            "reaches_nobody": reaches_nobody,
+            "summary": describe(state.get("state", "accepted"), recipients, totals, state),
+            "counts": counts,
+            "totals": totals,
+            "cancelled_by": state.get("cancelled") or None,
+        }
+
+    async def page(self, before_ms: int | None, limit: int) -> tuple[list[dict], str | None]:
+        """Newest first. The cursor is the acceptance time (ms) to continue below."""
+        high = f"({before_ms}" if before_ms is not None else "+inf"
+        rows = await self.redis.zrevrangebyscore(
+            self.keys.alert_index, high, "-inf", start=0, num=limit + 1, withscores=True
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        ids = [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows]
+        docs = await self.redis.hmget(self.keys.docs, ids) if ids else []
+        items = [await self._summary(json.loads(d)) for d in docs if d]
+        cursor = str(int(rows[-1][1])) if more and rows else None
+        return items, cursor
+
+
+def describe(state: str, recipients: int | None, totals: dict[str, int], alert_state: dict[str, str]) -> str:
+    """One plain sentence on where an alert stands."""
+    if state == "accepted":
+        return "Accepted; waiting to be planned."
+    if recipients == 0:
+        return "Its area reaches nobody in the registry: no message was sent."
+    if state == "planning":
+        return "Working out who it reaches."
+    reached = sum(totals.get(s, 0) for s in ("sent", "delivered", "acknowledged"))
+    receipts = sum(totals.values())
+    text = f"{recipients} recipients, {receipts} receipts: {reached} reached"
+    open_ = totals.get("queued", 0) + totals.get("sending", 0)
+    if open_:
+        text += f", {open_} on their way"
+    for s in ("acknowledged", "failed", "undeliverable", "cancelled", "expired"):
+        if totals.get(s):
+            text += f", {totals[s]} {s}"
+    if state == "cancelled":
+        text += f". Cancelled by {alert_state.get('cancelled')}"
+    return text + "."

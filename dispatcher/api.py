@@ -1,0 +1,307 @@
+"""The HTTP API (aiohttp): intake, reading alerts and receipts, health, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from config import ROLES, Settings
+from contacts import Registry
+from dispatcher import metrics
+from dispatcher.alerts import AlertStore
+from dispatcher.cap import to_cap
+from dispatcher.intake import intake_format, parse_alert
+from dispatcher.keys import Keys
+from dispatcher.models import (
+    PRIORITIES,
+    Accepted,
+    Alert,
+    AlertPage,
+    AlertSummary,
+    ReceiptPage,
+)
+from dispatcher.problems import Problem, problem_middleware
+from dispatcher.receipts import receipt_view
+from dispatcher.worker import workers_alive
+
+log = structlog.get_logger("shaozi.api")
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+STORE = web.AppKey("store", AlertStore)
+REGISTRY = web.AppKey("registry", Registry)
+KEYS = web.AppKey("keys", Keys)
+
+END_STATES = ("settled", "cancelled", "expired")
+READ_ROLES = ROLES
+SEND_ROLES = ("admin", "officer", "feed")
+
+QUEUE_DEPTH = Gauge("shaozi_queue_depth", "Deliveries waiting on a channel's stream", ["channel", "priority"])
+INTAKE_DEPTH = Gauge("shaozi_intake_depth", "Accepted alerts waiting to be planned", ["priority"])
+ALERTS_STORED = Gauge("shaozi_alerts_stored", "Alerts in the store")
+WORKERS_ALIVE = Gauge("shaozi_workers_alive", "Workers with a recent heartbeat")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    summary: str
+    roles: tuple[str, ...] | None = READ_ROLES  # None: open to all
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    media: str = "application/json"
+    params: tuple[str, ...] = field(default=())
+
+
+def _key_role(settings: Settings, request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "Unauthorized", "send an API key as 'Authorization: Bearer <key>'",
+                      headers={"WWW-Authenticate": 'Bearer realm="shaozi"'})
+    role = None
+    for key, key_role in settings.api_keys.items():
+        if hmac.compare_digest(key.encode(), token.encode()):
+            role = key_role
+    if role is None:
+        raise Problem(401, "Unauthorized", "unknown API key", headers={"WWW-Authenticate": 'Bearer realm="shaozi"'})
+    return role
+
+
+def _guard(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if route.roles is not None:
+            role = _key_role(request.app[SETTINGS], request)
+            if role not in route.roles:
+                raise Problem(403, "Forbidden", f"role {role!r} may not {route.method} {route.path}")
+            request["role"] = role
+        return await route.handler(request)
+
+    return guarded
+
+
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Problem(400, "Bad query parameter", f"{name} must be an integer from {low} to {high}",
+                      errors=[{"path": f"query.{name}", "message": f"expected {low}..{high}"}])
+    return int(raw)
+
+
+async def _summary_or_404(request: web.Request) -> dict:
+    summary = await request.app[STORE].summary(request.match_info["id"])
+    if summary is None:
+        raise Problem(404, "Not Found", f"no alert {request.match_info['id']}")
+    return summary
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    fmt = intake_format(request.content_type)
+    body = await request.read()
+    try:
+        alert = parse_alert(body, fmt, default_sender=f"shaozi-{request['role']}")
+    except Problem as problem:
+        metrics.ALERTS_REFUSED.labels(str(problem.status)).inc()
+        raise
+    idem = request.headers.get("Idempotency-Key")
+    if idem is not None and not 1 <= len(idem) <= 255:
+        raise Problem(400, "Bad Idempotency-Key", "Idempotency-Key must be 1 to 255 characters")
+    alert_id, stored = await request.app[STORE].accept(alert, idempotency_key=idem, by=request["role"])
+    url = f"{settings.base_url()}/v1/alerts/{alert_id}"
+    registry = request.app[REGISTRY]
+    codes = alert.region_codes()
+    answer = {"id": alert_id, "url": url, "duplicate": not stored, "priority": alert.priority(),
+              "state": "accepted", "unknown_regions": registry.unknown_codes(codes)}
+    if not stored:
+        answer["state"] = (await request.app[STORE].state(alert_id)).get("state", "accepted")
+        return _json(answer, 200, {"Location": url})
+    metrics.ALERTS_ACCEPTED.labels(fmt).inc()
+    if not registry.people_in(codes):
+        answer["recipients_hint"] = "its area reaches nobody in the registry: nothing will be sent"
+    log.info("alert accepted", alert_id=alert_id, format=fmt, priority=alert.priority(), msg_type=alert.msgType)
+    return _json(answer, 202, {"Location": url})
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    limit = _int_param(request, "limit", 20, 1, 200)
+    cursor = request.query.get("cursor")
+    if cursor is not None and not cursor.isdigit():
+        raise Problem(400, "Bad query parameter", "cursor must be the 'next' value of an earlier page")
+    items, nxt = await request.app[STORE].page(int(cursor) if cursor else None, limit)
+    return _json({"items": items, "next": nxt})
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    return _json(await _summary_or_404(request))
+
+
+async def get_alert_cap(request: web.Request) -> web.Response:
+    summary = await _summary_or_404(request)
+    xml = to_cap(Alert.model_validate(summary["alert"]))
+    return web.Response(body=xml, content_type="application/cap+xml", charset="utf-8")
+
+
+async def list_receipts(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    alert_id = request.match_info["id"]
+    await _summary_or_404(request)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    start = _int_param(request, "cursor", 0, 0, 10**9)
+    state = request.query.get("state")
+    channel = request.query.get("channel")
+    region = request.query.get("region")
+    regions = None
+    if region:
+        root = request.app[REGISTRY].region(region)
+        if root is None:
+            raise Problem(400, "Bad query parameter", f"region {region} is not in the registry")
+        regions = {r.code for r in root.walk()}
+    total = int((await store.state(alert_id)).get("receipts") or 0)
+    items: list[dict] = []
+    n = start
+    while n < total and len(items) < limit:
+        chunk = min(500, total - n)
+        for number, r in await store.receipts.page(alert_id, n, chunk):
+            if (state and r["s"] != state) or (channel and r["c"] != channel) or (regions and r["rg"] not in regions):
+                continue
+            items.append(receipt_view(alert_id, number, r))
+            if len(items) == limit:
+                chunk = number + 1 - n
+                break
+        n += chunk
+    return _json({"items": items, "next": str(n) if n < total else None})
+
+
+async def alert_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: a ``progress`` event whenever the counts move, ``end`` when settled."""
+    store = request.app[STORE]
+    summary = await _summary_or_404(request)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    last = None
+    quiet_since = time.monotonic()
+    while True:
+        current = (summary["state"], summary["totals"])
+        if current != last:
+            last = current
+            quiet_since = time.monotonic()
+            event = "end" if summary["state"] in END_STATES else "progress"
+            data = json.dumps({k: summary[k] for k in ("id", "state", "recipients", "counts", "totals", "summary")},
+                              ensure_ascii=False)
+            await response.write(f"event: {event}\ndata: {data}\n\n".encode())
+            if event == "end":
+                break
+        elif time.monotonic() - quiet_since > 15:
+            await response.write(b": keep-alive\n\n")
+            quiet_since = time.monotonic()
+        await asyncio.sleep(0.5)
+        summary = await store.summary(summary["id"])
+    await response.write_eof()
+    return response
+
+
+async def get_regions(request: web.Request) -> web.Response:
+    return _json({"items": request.app[REGISTRY].tree()})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    redis, keys = request.app[REDIS], request.app[KEYS]
+    try:
+        await asyncio.wait_for(redis.ping(), 2)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        raise Problem(503, "Not ready", f"Redis unreachable: {type(exc).__name__}") from exc
+    alive = await workers_alive(redis, keys)
+    if alive == 0:
+        raise Problem(503, "Not ready", "no worker has sent a heartbeat in the last 15 s")
+    return _json({"status": "ready", "redis": "ok", "workers": alive})
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    redis, keys = request.app[REDIS], request.app[KEYS]
+    async with redis.pipeline(transaction=False) as pipe:
+        channels = ("sms", "voice", "mqtt", "wecom", "dingtalk", "feishu", "telegram", "console")
+        for ch in channels:
+            for p in range(PRIORITIES):
+                pipe.xlen(keys.deliveries(ch, p))
+        for p in range(PRIORITIES):
+            pipe.xlen(keys.intake(p))
+        pipe.zcard(keys.alert_index)
+        values = await pipe.execute()
+    i = 0
+    for ch in channels:
+        for p in range(PRIORITIES):
+            QUEUE_DEPTH.labels(ch, str(p)).set(values[i])
+            i += 1
+    for p in range(PRIORITIES):
+        INTAKE_DEPTH.labels(str(p)).set(values[i])
+        i += 1
+    ALERTS_STORED.set(values[i])
+    WORKERS_ALIVE.set(await workers_alive(redis, keys))
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from dispatcher.openapi import openapi_document
+
+    return _json(openapi_document(ROUTES, request.app[SETTINGS].base_url()))
+
+
+ALERT_ID = "{id:[0-9a-z]{16}}"
+ROUTES: list[Route] = [
+    Route("POST", "/v1/alerts", post_alert, "Post an alert (JSON or CAP XML)", SEND_ROLES, body=Alert,
+          response=Accepted, status=202),
+    Route("GET", "/v1/alerts", list_alerts, "Alerts, newest first", response=AlertPage, params=("cursor", "limit")),
+    Route("GET", f"/v1/alerts/{ALERT_ID}", get_alert, "An alert and its receipt counts", response=AlertSummary),
+    Route("GET", f"/v1/alerts/{ALERT_ID}.cap", get_alert_cap, "An alert as CAP 1.2 XML",
+          media="application/cap+xml"),
+    Route("GET", f"/v1/alerts/{ALERT_ID}/receipts", list_receipts, "An alert's receipts", response=ReceiptPage,
+          params=("cursor", "limit", "state", "channel", "region")),
+    Route("GET", f"/v1/alerts/{ALERT_ID}/events", alert_events, "Progress as server-sent events",
+          media="text/event-stream"),
+    Route("GET", "/v1/regions", get_regions, "The regions tree of the registry"),
+    Route("GET", "/healthz", healthz, "The process is up", None),
+    Route("GET", "/readyz", readyz, "Redis is reachable and a worker is alive", None),
+    Route("GET", "/metrics", get_metrics, "Prometheus metrics", None, media="text/plain"),
+    Route("GET", "/openapi.json", openapi, "This API as OpenAPI 3.1", None),
+]
+
+
+def build_app(settings: Settings, redis: Redis, registry: Registry) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
+    keys = Keys(settings.redis_prefix)
+    app[SETTINGS] = settings
+    app[REDIS] = redis
+    app[KEYS] = keys
+    app[STORE] = AlertStore(redis, keys)
+    app[REGISTRY] = registry
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, _guard(route))
+    return app

@@ -1,0 +1,129 @@
+"""``shaozi``: run the service, or talk to a running one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from config import Settings, load_settings
+from contacts import RegistryError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shaozi", description="Shaozi (哨子): early-warning message dispatch")
+    p.add_argument("--config", help="TOML settings file (or SHAOZI_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="API and workers in one process (embedded Redis when SHAOZI_REDIS_URL is unset)")
+    sub.add_parser("api", help="the HTTP API alone (needs SHAOZI_REDIS_URL)")
+    w = sub.add_parser("worker", help="a worker alone: planners and senders (needs SHAOZI_REDIS_URL)")
+    w.add_argument("--metrics-port", type=int, help="serve this worker's Prometheus metrics on this port")
+
+    alert = sub.add_parser("alert", help="post or inspect alerts on a running server")
+    asub = alert.add_subparsers(dest="alert_command", required=True)
+    send = asub.add_parser("send", help="post an alert and follow it until it settles")
+    send.add_argument("text", help="the warning's description")
+    send.add_argument("--region", action="append", required=True, help="region code (repeatable)")
+    send.add_argument("--severity", default="Severe", choices=["Extreme", "Severe", "Moderate", "Minor", "Unknown"])
+    send.add_argument("--urgency", default="Immediate", choices=["Immediate", "Expected", "Future", "Past", "Unknown"])
+    send.add_argument("--certainty", default="Likely",
+                      choices=["Observed", "Likely", "Possible", "Unlikely", "Unknown"])
+    send.add_argument("--event", required=True, help="e.g. 暴雨 / flood")
+    send.add_argument("--category", default="Met")
+    send.add_argument("--headline")
+    send.add_argument("--instruction")
+    send.add_argument("--area", help="area description (defaults to the region codes)")
+    send.add_argument("--exercise", action="store_true", help="a drill: status Exercise, marked 【演练】")
+    send.add_argument("--lang", default="zh-CN")
+    send.add_argument("--no-follow", action="store_true")
+    show = asub.add_parser("show", help="print an alert's receipt summary")
+    show.add_argument("id")
+    for a in (send, show):
+        a.add_argument("--url", help="server URL (default SHAOZI_URL, else from SHAOZI_HOST/SHAOZI_PORT)")
+        a.add_argument("--key", help="API key (default SHAOZI_API_KEY, else the admin key under the data dir)")
+    return p
+
+
+def _client_target(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    url = (args.url or os.environ.get("SHAOZI_URL") or f"http://{settings.host}:{settings.port}").rstrip("/")
+    key = args.key or os.environ.get("SHAOZI_API_KEY")
+    if not key:
+        kept = settings.data_dir / "admin.key"
+        if not kept.exists():
+            raise SystemExit("shaozi: no API key: pass --key, set SHAOZI_API_KEY, or run from the server's directory")
+        key = kept.read_text().strip()
+    return url, key
+
+
+def _alert_from_args(args: argparse.Namespace) -> dict:
+    return {
+        "status": "Exercise" if args.exercise else "Actual",
+        "msgType": "Alert",
+        "scope": "Public",
+        "info": {
+            "language": args.lang,
+            "category": args.category,
+            "event": args.event,
+            "urgency": args.urgency,
+            "severity": args.severity,
+            "certainty": args.certainty,
+            "headline": args.headline or args.event,
+            "description": args.text,
+            **({"instruction": args.instruction} if args.instruction else {}),
+            "area": {"areaDesc": args.area or ", ".join(args.region), "regions": args.region},
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
+        print(f"shaozi: bad settings: {exc}", file=sys.stderr)
+        return 2
+    from dispatcher import logs
+
+    logs.configure(settings.log_level)
+    try:
+        if args.command in ("serve", "api", "worker"):
+            from dispatcher.service import ServiceError, run
+
+            if args.command == "worker" and args.metrics_port:
+                from prometheus_client import start_http_server
+
+                start_http_server(args.metrics_port, addr=settings.host)
+            try:
+                asyncio.run(run(settings, api=args.command != "worker", worker=args.command != "api"))
+            except ServiceError as exc:
+                print(f"shaozi: {exc}", file=sys.stderr)
+                return 1
+            return 0
+        from dispatcher.client import ClientError, send_alert, show_alert
+
+        url, key = _client_target(args, settings)
+        try:
+            if args.alert_command == "send":
+                summary = asyncio.run(send_alert(url, key, _alert_from_args(args), follow=not args.no_follow))
+                return 0 if summary.get("state", "accepted") in ("accepted", "settled") else 1
+            print(asyncio.run(show_alert(url, key, args.id)))
+            return 0
+        except ClientError as exc:
+            print(f"shaozi: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"shaozi: cannot reach {url}: {exc}", file=sys.stderr)
+            return 1
+    except RegistryError as exc:
+        print(f"shaozi: registry: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

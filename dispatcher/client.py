@@ -1,0 +1,88 @@
+"""The CLI's client side: post an alert to a running Shaozi and follow it; show a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import aiohttp
+
+END_STATES = ("settled", "cancelled", "expired")
+ORDER = ("queued", "sending", "sent", "delivered", "acknowledged", "failed", "undeliverable", "cancelled", "expired")
+
+
+class ClientError(RuntimeError):
+    pass
+
+
+async def _request(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+    async with session.request(method, url, **kw) as resp:
+        data = await resp.json(content_type=None)
+        if resp.status >= 400:
+            detail = data.get("detail") or data.get("title") if isinstance(data, dict) else data
+            raise ClientError(f"{resp.status}: {detail}")
+        return resp.status, data
+
+
+async def send_alert(base_url: str, key: str, alert: dict, *, follow: bool, out=sys.stdout) -> dict:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        status, accepted = await _request(session, "POST", f"{base_url}/v1/alerts", json=alert)
+        note = " (a duplicate of an earlier post)" if accepted.get("duplicate") else ""
+        print(f"alert {accepted['id']} accepted{note}: {accepted['url']}", file=out)
+        if accepted.get("recipients_hint"):
+            print(f"note: {accepted['recipients_hint']}", file=out)
+        if not follow:
+            return accepted
+        return await follow_alert(session, base_url, accepted["id"], out=out)
+
+
+async def follow_alert(session: aiohttp.ClientSession, base_url: str, alert_id: str, *, out=sys.stdout,
+                       poll_s: float = 0.3) -> dict:
+    while True:
+        _, summary = await _request(session, "GET", f"{base_url}/v1/alerts/{alert_id}")
+        totals = summary["totals"]
+        total = sum(totals.values())
+        done = total - totals.get("queued", 0) - totals.get("sending", 0)
+        _progress(done, total, summary["state"], out)
+        if summary["state"] in END_STATES:
+            print(file=out)
+            print(render_summary(summary), file=out)
+            return summary
+        await asyncio.sleep(poll_s)
+
+
+def _progress(done: int, total: int, state: str, out) -> None:
+    width = 30
+    filled = width if total == 0 else int(width * done / total)
+    pct = 100 if total == 0 else int(100 * done / total)
+    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {pct:3d}% {done}/{total} {state:<12}")
+    out.flush()
+
+
+async def show_alert(base_url: str, key: str, alert_id: str) -> str:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
+        _, summary = await _request(session, "GET", f"{base_url}/v1/alerts/{alert_id}")
+    return render_summary(summary)
+
+
+def render_summary(summary: dict) -> str:
+    info = (summary["alert"].get("info") or [{}])[0]
+    lines = [
+        f"alert {summary['id']}  {summary['state']}  priority {summary['priority']}",
+        f"{info.get('severity', '')} {info.get('event', '')}: {info.get('headline', '')}".strip(),
+        summary["summary"],
+        "",
+    ]
+    states = [s for s in ORDER if s in summary["totals"]]
+    if not states:
+        return "\n".join(lines).rstrip()
+    header = ["channel", *states, "total"]
+    rows = [[ch, *(str(c.get(s, 0)) for s in states), str(sum(c.values()))]
+            for ch, c in sorted(summary["counts"].items())]
+    rows.append(["all", *(str(summary["totals"].get(s, 0)) for s in states), str(sum(summary["totals"].values()))])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)

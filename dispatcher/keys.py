@@ -1,0 +1,90 @@
+"""Every Redis key Shaozi uses, spelled in one place.
+
+Keys that one script or transaction touches share a hash tag, so Redis Cluster can run it:
+
+- ``{intake}``: the alert documents, the dedupe index, the alert list and the intake streams
+  (the intake script writes all four at once);
+- ``{<alert id>}``: an alert's state, its receipts and its counters (every receipt transition);
+- ``{q:<channel>}``: a channel's delivery streams of every priority and its retry schedule
+  (a sender reads all priorities in one call and acks and reschedules in one transaction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dispatcher.models import PRIORITIES
+
+INTAKE_GROUP = "planners"
+SENDER_GROUP = "senders"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "shaozi"
+
+    # {intake}
+    @property
+    def docs(self) -> str:
+        """hash: alert id -> the accepted alert document (JSON)"""
+        return f"{self.prefix}:{{intake}}:docs"
+
+    @property
+    def dedupe(self) -> str:
+        """hash: sender|identifier and idem|<Idempotency-Key> -> alert id"""
+        return f"{self.prefix}:{{intake}}:dedupe"
+
+    @property
+    def alert_index(self) -> str:
+        """sorted set: alert ids by time accepted (ms)"""
+        return f"{self.prefix}:{{intake}}:index"
+
+    def intake(self, priority: int) -> str:
+        """stream of accepted alerts waiting to be planned, one per priority"""
+        return f"{self.prefix}:{{intake}}:alerts:{priority}"
+
+    def intakes(self) -> list[str]:
+        return [self.intake(p) for p in range(PRIORITIES)]
+
+    # {<alert id>}
+    def alert(self, alert_id: str) -> str:
+        """hash: state, planned, cancelled, expires_at, recipients, ..."""
+        return f"{self.prefix}:alert:{{{alert_id}}}"
+
+    def receipts(self, alert_id: str) -> str:
+        """hash: receipt number -> receipt (JSON)"""
+        return f"{self.prefix}:alert:{{{alert_id}}}:receipts"
+
+    def counts(self, alert_id: str) -> str:
+        """hash: '<channel>:<state>' and '*:<state>' -> number of receipts"""
+        return f"{self.prefix}:alert:{{{alert_id}}}:counts"
+
+    def alert_keys(self, alert_id: str) -> list[str]:
+        return [self.alert(alert_id), self.receipts(alert_id), self.counts(alert_id)]
+
+    # {q:<channel>}
+    def deliveries(self, channel: str, priority: int) -> str:
+        """stream of receipts to send on a channel at a priority"""
+        return f"{self.prefix}:{{q:{channel}}}:p{priority}"
+
+    def delivery_streams(self, channel: str) -> list[str]:
+        return [self.deliveries(channel, p) for p in range(PRIORITIES)]
+
+    def retries(self, channel: str) -> str:
+        """sorted set: delivery messages to send again, scored by when (unix s)"""
+        return f"{self.prefix}:{{q:{channel}}}:retry"
+
+    # process-wide
+    @property
+    def workers(self) -> str:
+        """sorted set: worker name -> last heartbeat (unix s)"""
+        return f"{self.prefix}:workers"
+
+    @property
+    def stats(self) -> str:
+        """hash: '<channel>:<state>' -> receipts that reached it, across all alerts (for /metrics)"""
+        return f"{self.prefix}:stats"
+
+    def events(self, alert_id: str) -> str:
+        """pub/sub channel nudged when an alert's receipts move (server-sent events)"""
+        return f"{self.prefix}:events:{{{alert_id}}}"

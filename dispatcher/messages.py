@@ -1,0 +1,55 @@
+"""From an accepted alert document to the ``Message`` every channel formats."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from channels.base import Message
+from dispatcher.alerts import AlertStore
+from dispatcher.models import Alert
+
+
+def message_for(alert_id: str, alert: Alert) -> Message:
+    info = alert.main_info()
+    if info is None:  # a Cancel without info of its own
+        return Message(alert_id=alert_id, event="", severity="Unknown", urgency="Unknown",
+                       headline=alert.note or "", text="", instruction="", area="",
+                       drill=alert.status == "Exercise", msg_type=alert.msgType)
+    return Message(
+        alert_id=alert_id,
+        event=info.event,
+        severity=info.severity,
+        urgency=info.urgency,
+        headline=info.headline or "",
+        text=info.description or "",
+        instruction=info.instruction or "",
+        area=("、" if info.language.lower().startswith("zh") else ", ").join(a.areaDesc for a in info.area),
+        lang=info.language,
+        drill=alert.status == "Exercise",
+        msg_type=alert.msgType,
+        sender_name=info.senderName or "",
+        expires_at=alert.expires_at(),
+    )
+
+
+class MessageCache:
+    """Messages of recent alerts, so a batch of deliveries costs no extra reads."""
+
+    def __init__(self, store: AlertStore, size: int = 256) -> None:
+        self.store = store
+        self.size = size
+        self._cache: OrderedDict[str, Message] = OrderedDict()
+
+    async def get(self, alert_id: str) -> Message | None:
+        message = self._cache.get(alert_id)
+        if message is not None:
+            self._cache.move_to_end(alert_id)
+            return message
+        doc = await self.store.doc(alert_id)
+        if doc is None:
+            return None
+        message = message_for(alert_id, Alert.model_validate(doc["alert"]))
+        self._cache[alert_id] = message
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return message

@@ -1,0 +1,72 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydantic.json_schema import models_json_schema
+
+from dispatcher.models import Problem
+
+if TYPE_CHECKING:
+    from dispatcher.api import Route
+
+PARAM_DOCS = {
+    "cursor": "the 'next' value of the previous page",
+    "limit": "how many items at most",
+    "state": "only receipts in this state",
+    "channel": "only receipts on this channel",
+    "region": "only receipts of this region and the regions below it",
+}
+
+
+def openapi_document(routes: list[Route], server_url: str) -> dict[str, Any]:
+    models = {m for r in routes for m in (r.body, r.response) if m is not None} | {Problem}
+    _, schemas = models_json_schema(
+        [(m, "validation" if any(r.body is m for r in routes) else "serialization") for m in sorted(models, key=str)],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path.replace("{16}", ""))  # drop the id's regex
+        op: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__, "responses": {}}
+        params = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}] if "{id}" in path else []
+        params += [{"name": p, "in": "query", "required": False, "description": PARAM_DOCS[p],
+                    "schema": {"type": "string"}} for p in route.params]
+        if params:
+            op["parameters"] = params
+        if route.body is not None:
+            op["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}},
+                "application/cap+xml": {"schema": {"type": "string", "description": "CAP 1.2 or 1.1 XML"}},
+            }}
+            op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                 "schema": {"type": "string", "maxLength": 255}}]
+        content = ({"schema": {"$ref": f"#/components/schemas/{route.response.__name__}"}}
+                   if route.response is not None else {"schema": {"type": "string"}})
+        op["responses"][str(route.status)] = {"description": "OK", "content": {route.media: content}}
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        errors = {"400": "Bad request", "404": "Not found"}
+        if route.roles is not None:
+            errors |= {"401": "No or unknown API key", "403": "The key's role may not do this"}
+            op["security"] = [{"bearer": []}]
+        if route.body is not None:
+            errors |= {"200": "A duplicate: the first alert's id", "413": "Body too large",
+                       "415": "Unknown content type", "422": "Invalid alert"}
+        for code, text in errors.items():
+            if code == "200":
+                op["responses"][code] = {"description": text, "content": {route.media: content}}
+            else:
+                op["responses"][code] = {"description": text, "content": problem}
+        paths.setdefault(path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Shaozi", "version": "1", "description": "Early-warning message dispatch"},
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,186 @@
+"""The planner: from an accepted alert to receipts queued on the delivery streams.
+
+It reads the intake streams (highest priority first), works out the recipients from the
+registry, creates one receipt per (recipient, channel) in batches and queues each on its
+channel's stream at the alert's priority. Planning is idempotent: a planner that dies
+half-way leaves its intake entry pending, another takes it over and plans the alert again,
+and only what is missing is created or queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+
+import structlog
+from redis.asyncio import Redis
+
+from contacts import Person, Registry
+from dispatcher.alerts import AlertStore
+from dispatcher.keys import INTAKE_GROUP, Keys
+from dispatcher.models import Alert
+from dispatcher.receipts import NewReceipt
+from dispatcher.streams import Entry, ensure_groups, read_first, reclaim
+
+log = structlog.get_logger("shaozi.planner")
+
+CHUNK = 1000  # receipts per script call
+
+
+def plan_receipts(people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None) -> list[NewReceipt]:
+    """One receipt per (person, channel): each channel of theirs that is enabled and allowed.
+
+    Someone none of whose channels can carry the alert still gets a receipt, ``undeliverable``,
+    so that nobody in the area is silently left out.
+    """
+    enabled = set(enabled)
+    allowed = set(only) if only else None
+    out: list[NewReceipt] = []
+    for person in people:
+        chosen = 0
+        for channel in person.channels:
+            if allowed is not None and channel not in allowed:
+                continue
+            if channel not in enabled:
+                continue
+            address = person.address(channel)
+            out.append(_receipt(len(out), person, channel, address or "",
+                                "queued" if address else "undeliverable",
+                                None if address else f"no {channel} address"))
+            chosen += 1
+        if not chosen and allowed is None:
+            channel = person.channels[0] if person.channels else "sms"
+            out.append(_receipt(len(out), person, channel, "", "undeliverable",
+                                f"none of the channels {person.channels} is enabled"))
+    return out
+
+
+def _receipt(number: int, person: Person, channel: str, address: str, state: str, note: str | None) -> NewReceipt:
+    return NewReceipt(number, channel, address, person.id, person.name, person.region, state, note)
+
+
+class Planner:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        store: AlertStore,
+        registry: Registry,
+        enabled_channels: Iterable[str],
+        consumer: str,
+        *,
+        reclaim_idle_s: float = 60.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.store = store
+        self.book = store.receipts
+        self.registry = registry
+        self.enabled = tuple(enabled_channels)
+        self.consumer = consumer
+        self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
+
+    async def setup(self) -> None:
+        await ensure_groups(self.redis, self.keys.intakes(), INTAKE_GROUP)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Plan alerts until ``stop`` is set; one alert at a time, highest priority first."""
+        while not stop.is_set():
+            entries = await read_first(self.redis, self.keys.intakes(), INTAKE_GROUP, self.consumer, 1, 500)
+            for entry in entries:
+                await self.handle(entry)
+
+    async def reclaim_once(self) -> int:
+        """Take over intake entries of planners that died; returns how many were planned."""
+        done = 0
+        for stream in self.keys.intakes():
+            live, gone = await reclaim(self.redis, stream, INTAKE_GROUP, self.consumer, self.reclaim_idle_ms, 10)
+            if gone:
+                await self.redis.xack(stream, INTAKE_GROUP, *gone)
+            for entry in live:
+                await self.handle(entry)
+                done += 1
+        return done
+
+    async def handle(self, entry: Entry) -> None:
+        alert_id = entry.fields.get("id", "")
+        try:
+            await self.plan(alert_id)
+        except Exception:
+            # Left pending: it is planned again once reclaimed. Never lost.
+            log.exception("planning failed", alert_id=alert_id)
+            return
+        await self.redis.xack(entry.stream, INTAKE_GROUP, entry.id)
+
+    async def plan(self, alert_id: str) -> None:
+        doc = await self.store.doc(alert_id)
+        if doc is None:
+            log.error("intake entry names no stored alert", alert_id=alert_id)
+            return
+        state = await self.store.state(alert_id)
+        if state.get("planned") == "1":
+            return
+        alert = Alert.model_validate(doc["alert"])
+        now = time.time()
+        expires_at = alert.expires_at()
+        await self.book.mark(
+            alert_id, now, state="planning", priority=doc["priority"], status=alert.status,
+            expires_at=expires_at if expires_at is not None else "",
+        )
+        referenced = await self._supersede(alert_id, alert, now)
+
+        codes = alert.region_codes()
+        if not codes and alert.msgType == "Cancel":
+            codes = await self._codes_of(referenced)
+        people = self.registry.people_in(codes)
+        receipts = plan_receipts(people, self.enabled, alert.channels)
+        for start in range(0, len(receipts), CHUNK):
+            chunk = receipts[start:start + CHUNK]
+            to_queue = await self.book.create(alert_id, chunk, now)
+            await self._enqueue(alert_id, {r.number: r.channel for r in chunk}, to_queue, doc["priority"])
+        final = await self.book.mark(
+            alert_id, time.time(), planned=1, recipients=len(people), receipts=len(receipts), state="dispatching"
+        )
+        log.info("planned", alert_id=alert_id, recipients=len(people), receipts=len(receipts), state=final,
+                 unknown_regions=self.registry.unknown_codes(codes) or None)
+
+    async def _enqueue(self, alert_id: str, channels: Mapping[int, str], numbers: list[int], priority: int) -> None:
+        if not numbers:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in numbers:
+                pipe.xadd(self.keys.deliveries(channels[n], priority), {"r": f"{alert_id}:{n}", "a": 0})
+            await pipe.execute()
+
+    async def _supersede(self, alert_id: str, alert: Alert, now: float) -> list[str]:
+        """An Update or Cancel ends what is still unsent of the alerts it references."""
+        if alert.msgType not in ("Update", "Cancel"):
+            return []
+        found = []
+        for sender, identifier in alert.referenced():
+            ref = await self.store.find(sender, identifier)
+            if ref is None or ref == alert_id:
+                log.warning("reference to an unknown alert", alert_id=alert_id, sender=sender, identifier=identifier)
+                continue
+            found.append(ref)
+            await self.cancel(ref, by=alert_id, now=now)
+        return found
+
+    async def cancel(self, alert_id: str, *, by: str, now: float) -> int:
+        await self.book.mark(alert_id, now, cancelled=by, state="cancelled")
+        total = int((await self.store.state(alert_id)).get("receipts") or 0)
+        ended = 0
+        for first in range(0, total, CHUNK * 2):
+            ended += await self.book.sweep(alert_id, "cancelled", f"cancelled by {by}", first,
+                                           min(total, first + CHUNK * 2) - 1, now)
+        log.info("cancelled", alert_id=alert_id, by=by, ended=ended)
+        return ended
+
+    async def _codes_of(self, alert_ids: list[str]) -> list[str]:
+        codes: list[str] = []
+        for ref in alert_ids:
+            doc = await self.store.doc(ref)
+            if doc:
+                codes.extend(c for c in Alert.model_validate(doc["alert"]).region_codes() if c not in codes)
+        return codes

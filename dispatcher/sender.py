@@ -1,0 +1,252 @@
+"""Sender workers: drain a channel's delivery streams, highest priority first, through its adapter.
+
+Retries, backoff, rate limits, deadlines and metrics live here once, for every channel. For
+each batch read from the streams:
+
+1. ``begin`` claims the receipts (one script per alert): duplicates are dropped, receipts of
+   cancelled or expired alerts end there;
+2. the adapter sends them, at most ``concurrency`` in flight per process;
+3. ``apply`` records each outcome (one script per alert);
+4. one transaction on the channel's keys schedules the retries and acknowledges the entries.
+
+A worker killed between 2 and 4 leaves its entries pending; another worker takes them over
+after ``reclaim_idle_s`` and sends the receipts still marked ``sending`` again. So at most
+``concurrency`` receipts per channel can be sent twice when a worker dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+
+import structlog
+from redis.asyncio import Redis
+
+from channels.base import Channel, ChannelError, Delivery, SendResult
+from config import ChannelLimits
+from dispatcher import metrics
+from dispatcher.keys import SENDER_GROUP, Keys
+from dispatcher.messages import MessageCache
+from dispatcher.receipts import Change, ReceiptBook, receipt_id
+from dispatcher.streams import Entry, ensure_groups, read_first, reclaim
+
+log = structlog.get_logger("shaozi.sender")
+
+# KEYS[1] retry schedule, KEYS[2..] the channel's streams by priority. ARGV[1] now, ARGV[2] limit.
+# Moves due retries onto their streams in one step, so none is lost or doubled.
+_DUE = r"""
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  local p, r, a = string.match(m, '^(%d+)|([^|]+)|(%d+)$')
+  redis.call('XADD', KEYS[2 + tonumber(p)], '*', 'r', r, 'a', a)
+  redis.call('ZREM', KEYS[1], m)
+end
+return #due
+"""
+
+
+class TokenBucket:
+    """Sends per second for one process; ``rate`` 0 turns it off."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self, n: int = 1) -> None:
+        if self.rate <= 0:
+            return
+        async with self._lock:
+            for _ in range(n):
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens < 1:
+                    await asyncio.sleep((1 - self.tokens) / self.rate)
+                    self.tokens = 1
+                    self.stamp = time.monotonic()
+                self.tokens -= 1
+
+
+def backoff_s(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:
+    """Exponential backoff with full jitter; a provider's Retry-After is a floor."""
+    delay = random.uniform(0.5, 1.0) * min(max_s, base_s * 2 ** max(0, attempt - 1))
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return delay
+
+
+class Sender:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        book: ReceiptBook,
+        messages: MessageCache,
+        channel: str,
+        adapter: Channel,
+        limits: ChannelLimits,
+        consumer: str,
+        *,
+        batch_size: int = 500,
+        reclaim_idle_s: float = 60.0,
+        retry_base_s: float = 2.0,
+        retry_max_s: float = 300.0,
+        send_timeout_s: float = 60.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.book = book
+        self.messages = messages
+        self.channel = channel
+        self.adapter = adapter
+        self.limits = limits
+        self.consumer = consumer
+        self.batch_size = batch_size
+        self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.send_timeout_s = send_timeout_s
+        self.streams = keys.delivery_streams(channel)
+        self.bucket = TokenBucket(limits.rate_per_s)
+        self._in_flight = 0
+        self._room = asyncio.Condition()
+        self._tasks: set[asyncio.Task] = set()
+        self._due = redis.register_script(_DUE)
+
+    async def setup(self) -> None:
+        await ensure_groups(self.redis, self.streams, SENDER_GROUP)
+
+    # --- loops ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read and send until ``stop`` is set, then let the batches in flight finish."""
+        try:
+            while not stop.is_set():
+                async with self._room:
+                    await self._room.wait_for(lambda: self._in_flight < self.limits.concurrency)
+                    room = self.limits.concurrency - self._in_flight
+                entries = await read_first(
+                    self.redis, self.streams, SENDER_GROUP, self.consumer, min(self.batch_size, room), 500
+                )
+                if entries:
+                    self._spawn(entries, reclaimed=False)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def pump_retries(self) -> int:
+        """Move due retries onto the streams; returns how many moved."""
+        keys = [self.keys.retries(self.channel), *self.streams]
+        return int(await self._due(keys, [time.time(), 1000]))
+
+    async def reclaim_once(self) -> int:
+        """Take over entries that a dead worker left pending; returns how many."""
+        taken = 0
+        for stream in self.streams:
+            live, gone = await reclaim(self.redis, stream, SENDER_GROUP, self.consumer, self.reclaim_idle_ms,
+                                       self.batch_size)
+            if gone:
+                await self.redis.xack(stream, SENDER_GROUP, *gone)
+            if live:
+                taken += len(live)
+                log.warning("reclaimed deliveries", channel=self.channel, count=len(live))
+                await self.process(live, reclaimed=True)
+        return taken
+
+    def _spawn(self, entries: list[Entry], *, reclaimed: bool) -> None:
+        self._in_flight += len(entries)
+        task = asyncio.create_task(self._process_and_release(entries, reclaimed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process_and_release(self, entries: list[Entry], reclaimed: bool) -> None:
+        try:
+            await self.process(entries, reclaimed=reclaimed)
+        except Exception:
+            # The entries stay pending and are reclaimed later: nothing is lost.
+            log.exception("batch failed", channel=self.channel, size=len(entries))
+        finally:
+            async with self._room:
+                self._in_flight -= len(entries)
+                self._room.notify_all()
+
+    # --- one batch --------------------------------------------------------------------------
+
+    async def process(self, entries: list[Entry], *, reclaimed: bool) -> None:
+        by_alert: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        priority_of: dict[tuple[str, int], int] = {}
+        for e in entries:
+            alert_id, _, number = e.fields.get("r", "").rpartition(":")
+            if not alert_id or not number.isdigit():
+                log.error("malformed delivery entry", stream=e.stream, entry=e.id)
+                continue
+            by_alert[alert_id].append((int(number), int(e.fields.get("a", 0))))
+            priority_of[(alert_id, int(number))] = self.streams.index(e.stream)
+
+        retries: dict[str, float] = {}
+        now = time.time()
+        for alert_id, claims in by_alert.items():
+            begun = await self.book.begin(alert_id, claims, now, reclaimed=reclaimed)
+            if not begun:
+                continue
+            message = await self.messages.get(alert_id)
+            deliveries = [
+                Delivery(
+                    receipt_id=receipt_id(alert_id, n),
+                    channel=self.channel,
+                    address=r["to"],
+                    recipient=r["who"],
+                    name=r["name"],
+                    message=message,
+                    attempt=r["a"],
+                )
+                for n, r in begun
+            ]
+            outcomes = await self._send(deliveries)
+            changes = []
+            for (n, r), outcome in zip(begun, outcomes):
+                change, retry_at = self._change(n, r["a"], outcome)
+                changes.append(change)
+                if retry_at is not None:
+                    retries[f"{priority_of[(alert_id, n)]}|{alert_id}:{n}|{r['a']}"] = retry_at
+            applied = await self.book.apply(alert_id, changes, time.time())
+            metrics.record(self.channel, [c.state for c, ok in zip(changes, applied) if ok], time.time() - now)
+
+        await self._finish(entries, retries)
+
+    async def _send(self, deliveries: list[Delivery]) -> list[SendResult | ChannelError]:
+        await self.bucket.take(len(deliveries))
+        try:
+            return await asyncio.wait_for(self.adapter.send_many(deliveries), self.send_timeout_s)
+        except asyncio.TimeoutError:
+            return [ChannelError(f"no answer within {self.send_timeout_s:g}s", recoverable=True)] * len(deliveries)
+
+    def _change(self, number: int, attempts: int, outcome: SendResult | ChannelError) -> tuple[Change, float | None]:
+        if isinstance(outcome, SendResult):
+            fields = {"p": outcome.provider_id} if outcome.provider_id else {}
+            return Change(number, outcome.state, fields), None
+        error = f"{outcome.code}: {outcome.reason}" if outcome.code else outcome.reason
+        if not outcome.recoverable:
+            return Change(number, "failed", {"e": error}), None
+        if attempts >= self.limits.max_attempts:
+            return Change(number, "failed", {"e": f"{error} (gave up after {attempts} attempts)"}), None
+        retry_at = time.time() + backoff_s(attempts, self.retry_base_s, self.retry_max_s, outcome.retry_after_s)
+        return Change(number, "sending", {"e": error, "retry_at": round(retry_at, 3)}), retry_at
+
+    async def _finish(self, entries: list[Entry], retries: dict[str, float]) -> None:
+        """Schedule retries and acknowledge the entries, in one transaction on the channel's keys."""
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for e in entries:
+            by_stream[e.stream].append(e.id)
+        async with self.redis.pipeline(transaction=True) as tx:
+            if retries:
+                tx.zadd(self.keys.retries(self.channel), retries)
+            for stream, ids in by_stream.items():
+                tx.xack(stream, SENDER_GROUP, *ids)
+                tx.xdel(stream, *ids)
+            await asyncio.shield(tx.execute())

@@ -1,0 +1,76 @@
+"""Running Shaozi: the API, the workers, or both in one process, with their resources in order."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+
+from channels.catalog import build_channels
+from config import Settings, kept_admin_key
+from contacts import Registry
+from dispatcher.api import build_app
+from dispatcher.embedded import EmbeddedRedis
+from dispatcher.worker import Worker
+
+log = structlog.get_logger("shaozi")
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Event | None = None,
+              started: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop``); everything opened is closed in reverse order."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    registry = Registry.load(settings.registry)
+    async with AsyncExitStack() as stack:
+        url = settings.redis_url
+        if not url:
+            if not (api and worker):
+                raise ServiceError("SHAOZI_REDIS_URL must be set when the API and the workers run apart")
+            embedded = EmbeddedRedis(settings.data_dir / "redis", appendfsync=settings.embedded_redis_appendfsync)
+            url = await asyncio.to_thread(embedded.start)
+            stack.callback(embedded.stop)
+            log.info("embedded redis started", url=url, dir=str(embedded.dir))
+        redis = Redis.from_url(url, health_check_interval=30, socket_keepalive=True, retry_on_timeout=True)
+        stack.push_async_callback(redis.aclose)
+        await redis.ping()
+
+        tasks = []
+        if worker:
+            channels = build_channels(settings)
+            tasks.append(asyncio.create_task(Worker(settings, redis, registry, channels).run(stop)))
+        if api:
+            if not settings.api_keys:
+                admin_key = kept_admin_key(settings)
+                settings.api_keys = {admin_key: "admin"}
+                print(f"Shaozi is listening on {settings.base_url()}\n"
+                      f"admin API key (kept in {settings.data_dir / 'admin.key'}): {admin_key}", flush=True)
+            runner = web.AppRunner(build_app(settings, redis, registry), access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            log.info("api listening", url=settings.base_url(), registry=str(settings.registry),
+                     regions=len(registry.tree()), people=registry.size)
+        if started is not None:
+            started.set()
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        waiter.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                raise ServiceError(f"worker failed: {outcome!r}") from outcome

@@ -1,0 +1,80 @@
+"""Reading Redis streams by priority through consumer groups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    stream: str
+    id: str
+    fields: dict[str, str]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(reply: Sequence | dict | None) -> list[Entry]:
+    if not reply:
+        return []
+    items = reply.items() if isinstance(reply, dict) else reply
+    out = []
+    for stream, messages in items:
+        if messages and isinstance(messages[0], list) and messages and isinstance(messages[0][0], (list, tuple)):
+            messages = messages[0]  # RESP3 shape
+        for msg_id, fields in messages:
+            out.append(Entry(_text(stream), _text(msg_id), {_text(k): _text(v) for k, v in (fields or {}).items()}))
+    return out
+
+
+async def ensure_groups(redis: Redis, streams: Sequence[str], group: str) -> None:
+    for stream in streams:
+        try:
+            await redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+async def read_first(
+    redis: Redis, streams: Sequence[str], group: str, consumer: str, count: int, block_ms: int
+) -> list[Entry]:
+    """New entries from the first stream (highest priority) that has any.
+
+    When all are empty it blocks on all of them at once, up to ``block_ms``.
+    """
+    for stream in streams:
+        got = _entries(await redis.xreadgroup(group, consumer, {stream: ">"}, count=count))
+        if got:
+            return got
+    return _entries(await redis.xreadgroup(group, consumer, {s: ">" for s in streams}, count=count, block=block_ms))
+
+
+async def reclaim(
+    redis: Redis, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+) -> tuple[list[Entry], list[str]]:
+    """Take over entries another consumer left pending for ``min_idle_ms``.
+
+    Returns the live entries and the ids of pending entries whose data was already deleted.
+    """
+    live: list[Entry] = []
+    gone: list[str] = []
+    start = "0-0"
+    while True:
+        reply = await redis.xautoclaim(stream, group, consumer, min_idle_ms, start_id=start, count=count)
+        start = _text(reply[0])
+        for msg_id, fields in reply[1]:
+            if fields:
+                live.append(Entry(stream, _text(msg_id), {_text(k): _text(v) for k, v in fields.items()}))
+            else:
+                gone.append(_text(msg_id))
+        if len(reply) > 2:
+            gone.extend(_text(i) for i in reply[2] or [])
+        if start == "0-0" or len(live) >= count:
+            return live, gone
