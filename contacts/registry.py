@@ -7,6 +7,7 @@ be reached on, in their order of preference.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 RoleName = Literal["info_officer", "safety_officer", "duty_officer", "leader", "staff"]
 Level = Literal["district", "street", "community"]
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: large registries load fast
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -68,7 +70,10 @@ class RegistryError(ValueError):
 
 
 class Registry:
-    """Regions and people held in memory, indexed for targeting."""
+    """Regions and people held in memory, indexed for targeting.
+
+    Loaded from a YAML file, or a JSON file of the same shape (``.json``).
+    """
 
     def __init__(self, regions: list[Region], people: Iterable[Person]) -> None:
         self.regions = regions
@@ -98,8 +103,10 @@ class Registry:
     def load(cls, path: str | Path) -> Registry:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+            text = path.read_text(encoding="utf-8")
+            # JSON (the same shape) loads a large registry in a fraction of YAML's time.
+            data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=SafeLoader)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
             raise RegistryError(f"{path}: {exc}") from exc
         try:
             parsed = RegistryFile.model_validate(data)

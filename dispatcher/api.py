@@ -41,6 +41,7 @@ REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", AlertStore)
 REGISTRY = web.AppKey("registry", Registry)
 KEYS = web.AppKey("keys", Keys)
+ROLE = web.RequestKey("role", str)
 
 END_STATES = ("settled", "cancelled", "expired")
 READ_ROLES = ROLES
@@ -87,7 +88,7 @@ def _guard(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse
             role = _key_role(request.app[SETTINGS], request)
             if role not in route.roles:
                 raise Problem(403, "Forbidden", f"role {role!r} may not {route.method} {route.path}")
-            request["role"] = role
+            request[ROLE] = role
         return await route.handler(request)
 
     return guarded
@@ -123,14 +124,14 @@ async def post_alert(request: web.Request) -> web.Response:
     fmt = intake_format(request.content_type)
     body = await request.read()
     try:
-        alert = parse_alert(body, fmt, default_sender=f"shaozi-{request['role']}")
+        alert = parse_alert(body, fmt, default_sender=f"shaozi-{request[ROLE]}")
     except Problem as problem:
         metrics.ALERTS_REFUSED.labels(str(problem.status)).inc()
         raise
     idem = request.headers.get("Idempotency-Key")
     if idem is not None and not 1 <= len(idem) <= 255:
         raise Problem(400, "Bad Idempotency-Key", "Idempotency-Key must be 1 to 255 characters")
-    alert_id, stored = await request.app[STORE].accept(alert, idempotency_key=idem, by=request["role"])
+    alert_id, stored = await request.app[STORE].accept(alert, idempotency_key=idem, by=request[ROLE])
     url = f"{settings.base_url()}/v1/alerts/{alert_id}"
     registry = request.app[REGISTRY]
     codes = alert.region_codes()

@@ -47,7 +47,7 @@ async def problem_middleware(request: web.Request, handler) -> web.StreamRespons
     except Problem as problem:
         return problem.response()
     except web.HTTPRequestEntityTooLarge as exc:
-        return Problem(413, "Request body too large", f"the limit is {exc.max_size} bytes").response()
+        return Problem(413, "Request body too large", exc.text).response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
