@@ -129,6 +129,7 @@ for i = 3, #ARGV, 2 do
         move(r, 'expired', now, false)
       elseif r.a == attempt then
         r.a = attempt + 1
+        r.retry_at = nil
         if r.s == 'queued' then move(r, 'sending', now, false) else r.t = now end
         send = true
       elseif reclaimed and r.a == attempt + 1 and r.s == 'sending' then
@@ -173,7 +174,8 @@ return out
 """
 
 # ARGV[1] now, ARGV[2] target end state, ARGV[3] note, ARGV[4] first number, ARGV[5] last.
-# Ends every open receipt in the range (cancel, expiry). Returns how many it ended.
+# Ends every receipt in the range that is queued or waiting for a retry (cancel, expiry);
+# one being sent right now is left to record how that send went. Returns how many it ended.
 _SWEEP = _LUA_COMMON + r"""
 local now, to, note = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local ended = 0
@@ -181,7 +183,7 @@ for n = tonumber(ARGV[4]), tonumber(ARGV[5]) do
   local raw = redis.call('HGET', receipts_key, tostring(n))
   if raw then
     local r = cjson.decode(raw)
-    if r.s == 'queued' or r.s == 'sending' then
+    if r.s == 'queued' or (r.s == 'sending' and r.retry_at) then
       move(r, to, now, note)
       redis.call('HSET', receipts_key, tostring(n), cjson.encode(r))
       ended = ended + 1
