@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from contacts import Person, Registry
 from dispatcher.alerts import AlertStore
+from dispatcher.connections import TRANSIENT
 from dispatcher.keys import INTAKE_GROUP, Keys
 from dispatcher.models import Alert
 from dispatcher.receipts import NewReceipt
@@ -87,7 +88,12 @@ class Planner:
     async def run(self, stop: asyncio.Event) -> None:
         """Plan alerts until ``stop`` is set; one alert at a time, highest priority first."""
         while not stop.is_set():
-            entries = await read_first(self.redis, self.keys.intakes(), INTAKE_GROUP, self.consumer, 1, 500)
+            try:
+                entries = await read_first(self.redis, self.keys.intakes(), INTAKE_GROUP, self.consumer, 1, 500)
+            except TRANSIENT as exc:
+                log.warning("redis unavailable; planner waits", error=str(exc))
+                await asyncio.sleep(1)
+                continue
             for entry in entries:
                 await self.handle(entry)
 

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from channels.base import Channel, ChannelError, Delivery, SendResult
 from config import ChannelLimits
 from dispatcher import metrics
+from dispatcher.connections import TRANSIENT
 from dispatcher.keys import SENDER_GROUP, Keys
 from dispatcher.messages import MessageCache
 from dispatcher.receipts import Change, ReceiptBook, receipt_id
@@ -130,9 +131,14 @@ class Sender:
                 async with self._room:
                     await self._room.wait_for(lambda: self._in_flight < self.limits.concurrency)
                     room = self.limits.concurrency - self._in_flight
-                entries = await read_first(
-                    self.redis, self.streams, SENDER_GROUP, self.consumer, min(self.batch_size, room), 500
-                )
+                try:
+                    entries = await read_first(
+                        self.redis, self.streams, SENDER_GROUP, self.consumer, min(self.batch_size, room), 500
+                    )
+                except TRANSIENT as exc:
+                    log.warning("redis unavailable; sender waits", channel=self.channel, error=str(exc))
+                    await asyncio.sleep(1)
+                    continue
                 if entries:
                     self._spawn(entries, reclaimed=False)
         finally:

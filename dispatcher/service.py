@@ -8,12 +8,12 @@ from contextlib import AsyncExitStack
 
 import structlog
 from aiohttp import web
-from redis.asyncio import Redis
 
 from channels.catalog import build_channels
 from config import Settings, kept_admin_key
 from contacts import Registry
 from dispatcher.api import build_app
+from dispatcher.connections import redis_client
 from dispatcher.embedded import EmbeddedRedis
 from dispatcher.worker import Worker
 
@@ -44,7 +44,7 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
             url = await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)
             log.info("embedded redis started", url=url, dir=str(embedded.dir))
-        redis = Redis.from_url(url, health_check_interval=30, socket_keepalive=True, retry_on_timeout=True)
+        redis = redis_client(url)
         stack.push_async_callback(redis.aclose)
         await redis.ping()
 

@@ -22,6 +22,7 @@ from channels.catalog import build_channels
 from config import Settings
 from contacts import Registry
 from dispatcher.api import build_app
+from dispatcher.connections import redis_client
 from dispatcher.embedded import EmbeddedRedis
 from dispatcher.worker import Worker
 
@@ -77,7 +78,7 @@ def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
 
 @pytest.fixture
 async def redis(redis_url: str):
-    client = Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 
@@ -119,7 +120,7 @@ class Harness:
     def start_worker(self, channels: dict[str, Channel] | None = None) -> Worker:
         self._worker_stop = asyncio.Event()
         worker = Worker(self.settings, self.redis, self.registry,
-                        channels or build_channels(self.settings, log_messages=False))
+                        build_channels(self.settings, log_messages=False) if channels is None else channels)
         self._worker_task = asyncio.create_task(worker.run(self._worker_stop))
         return worker
 
