@@ -52,7 +52,7 @@ class Keys:
         return f"{self.prefix}:alert:{{{alert_id}}}"
 
     def receipts(self, alert_id: str) -> str:
-        """hash: receipt number -> receipt (JSON)"""
+        """hash: receipt number -> the receipt (see ``dispatcher.receipts``)"""
         return f"{self.prefix}:alert:{{{alert_id}}}:receipts"
 
     def counts(self, alert_id: str) -> str:

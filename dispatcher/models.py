@@ -275,6 +275,7 @@ class ReceiptView(BaseModel):
     updated_at: float
     error: str | None = None
     provider_id: str | None = None
+    retry_at: float | None = None
     history: list[dict[str, Any]]
 
 

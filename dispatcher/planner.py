@@ -22,7 +22,7 @@ from dispatcher.connections import TRANSIENT
 from dispatcher.keys import INTAKE_GROUP, Keys
 from dispatcher.models import Alert
 from dispatcher.receipts import NewReceipt
-from dispatcher.streams import Entry, ensure_groups, read_first, reclaim
+from dispatcher.streams import Entry, encode_numbers, ensure_groups, read_first, reclaim
 
 log = structlog.get_logger("shaozi.planner")
 
@@ -68,7 +68,7 @@ class Planner:
         keys: Keys,
         store: AlertStore,
         registry: Registry,
-        enabled_channels: Iterable[str],
+        entry_size: Mapping[str, int],
         consumer: str,
         *,
         reclaim_idle_s: float = 60.0,
@@ -78,7 +78,8 @@ class Planner:
         self.store = store
         self.book = store.receipts
         self.registry = registry
-        self.enabled = tuple(enabled_channels)
+        self.entry_size = dict(entry_size)  # channel -> receipts per delivery entry; its keys are the channels enabled
+        self.enabled = tuple(entry_size)
         self.consumer = consumer
         self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
 
@@ -152,11 +153,18 @@ class Planner:
                  unknown_regions=self.registry.unknown_codes(codes) or None)
 
     async def _enqueue(self, alert_id: str, channels: Mapping[int, str], numbers: list[int], priority: int) -> None:
-        if not numbers:
+        """Queue receipts on their channels' streams, several receipts to an entry."""
+        by_channel: dict[str, list[int]] = {}
+        for n in numbers:
+            by_channel.setdefault(channels[n], []).append(n)
+        if not by_channel:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for n in numbers:
-                pipe.xadd(self.keys.deliveries(channels[n], priority), {"r": f"{alert_id}:{n}", "a": 0})
+            for channel, chunk in by_channel.items():
+                size = self.entry_size.get(channel, 1)
+                for i in range(0, len(chunk), size):
+                    entry = {"r": alert_id, "n": encode_numbers(chunk[i:i + size]), "a": 0}
+                    pipe.xadd(self.keys.deliveries(channel, priority), entry)
             await pipe.execute()
 
     async def _supersede(self, alert_id: str, alert: Alert, now: float) -> list[str]:

@@ -1,13 +1,15 @@
 """Receipts: one per (alert, recipient, channel), moved by one forward-only state machine.
 
-Every change is a Lua script over one alert's keys (``{alert id}`` hash tag): the receipt,
-its history and the alert's per-channel, per-state counters change in the same atomic step,
-and one script call handles a whole batch of receipts. A receipt is stored as compact JSON in
-the alert's ``receipts`` hash under its number; its public id is ``<alert id>.<number>``.
+Every change is a Lua script over one alert's keys (``{alert id}`` hash tag): the receipt's
+status, its history and the alert's per-channel, per-state counters change in the same atomic
+step, and one script call handles a whole batch of receipts. A receipt's public id is
+``<alert id>.<number>``; under its number in the alert's ``receipts`` hash it is one string
+that a script reads and writes with one call each and without a JSON parser:
 
-Stored fields: ``c`` channel, ``to`` address, ``who`` recipient id, ``name``, ``rg`` region,
-``s`` state, ``a`` attempts started, ``t`` last change (unix s), ``e`` last error,
-``p`` provider message id, ``h`` history ``[[state, time, note], ...]``.
+    channel TAB state TAB attempts TAB last change TAB retry at TAB provider id TAB last error
+        TAB {"to", "who", "name", "rg"} (address, recipient id, name, region: JSON, written once)
+    state TAB time TAB note          (one history line per state reached)
+    ...
 """
 
 from __future__ import annotations
@@ -54,24 +56,49 @@ def _lua_next_table() -> str:
     return "local NEXT = {" + ",".join(rows) + "}\n"
 
 
-# Shared by every script: KEYS[1] alert hash, KEYS[2] receipts hash, KEYS[3] counters hash.
+# Shared by every script: KEYS alert, receipts and counters of one alert.
+# Counter changes are summed in ``delta`` and written once per call by ``flush``.
 _LUA_COMMON = _lua_next_table() + r"""
 local alert_key, receipts_key, counts_key = KEYS[1], KEYS[2], KEYS[3]
+local delta = {}
+local function bump(key, by) delta[key] = (delta[key] or 0) + by end
+local function clean(v)
+  if not v or v == cjson.null then return '' end
+  return (string.gsub(tostring(v), '[\t\n]', ' '))
+end
+local function load(n)
+  local raw = redis.call('HGET', receipts_key, n)
+  if not raw then return nil end
+  local nl = string.find(raw, '\n', 1, true)
+  local head, h = raw, ''
+  if nl then head, h = string.sub(raw, 1, nl - 1), string.sub(raw, nl + 1) end
+  local c, s, a, t, ra, p, e, who = string.match(head,
+    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  return {n = n, c = c, s = s, a = tonumber(a), t = t, ra = ra, p = p, e = e, who = who, h = h}
+end
+local function save(r)
+  local head = table.concat({r.c, r.s, r.a, r.t, r.ra, r.p, r.e, r.who}, '\t')
+  redis.call('HSET', receipts_key, r.n, head .. '\n' .. r.h)
+end
 local function move(r, to, now, note)
-  local from = r.s
-  if from then
-    redis.call('HINCRBY', counts_key, r.c .. ':' .. from, -1)
-    redis.call('HINCRBY', counts_key, '*:' .. from, -1)
+  if r.s then
+    bump(r.c .. ':' .. r.s, -1)
+    bump('*:' .. r.s, -1)
   end
-  redis.call('HINCRBY', counts_key, r.c .. ':' .. to, 1)
-  redis.call('HINCRBY', counts_key, '*:' .. to, 1)
+  bump(r.c .. ':' .. to, 1)
+  bump('*:' .. to, 1)
   r.s = to
   r.t = now
-  local h = r.h or {}
-  h[#h + 1] = {to, now, note or false}
-  r.h = h
+  local line = to .. '\t' .. now .. '\t' .. clean(note)
+  r.h = (r.h == '' and line) or (r.h .. '\n' .. line)
+end
+local function flush()
+  for key, by in pairs(delta) do
+    if by ~= 0 then redis.call('HINCRBY', counts_key, key, by) end
+  end
 end
 local function settle()
+  flush()
   local a = redis.call('HMGET', alert_key, 'state', 'planned')
   if a[1] ~= 'dispatching' or a[2] ~= '1' then return end
   local c = redis.call('HMGET', counts_key, '*:queued', '*:sending', '*:expired', '*:sent', '*:delivered', '*:acknowledged')
@@ -83,63 +110,63 @@ local function settle()
 end
 """
 
-# ARGV[1] now, ARGV[2] JSON list of new receipts [n, channel, to, who, name, region, state].
+# ARGV[1] now, ARGV[2] JSON list of new receipts [n, channel, who-and-where JSON, state, note].
 # Creates those that do not exist yet. Returns the numbers to enqueue: every receipt that is
 # queued and not yet attempted, so that planning an alert again after a crash loses none.
 _CREATE = _LUA_COMMON + r"""
-local now = tonumber(ARGV[1])
+local now = ARGV[1]
 local out = {}
 for _, it in ipairs(cjson.decode(ARGV[2])) do
   local n = tostring(it[1])
-  local raw = redis.call('HGET', receipts_key, n)
-  if raw then
-    local r = cjson.decode(raw)
+  local r = load(n)
+  if r then
     if r.s == 'queued' and r.a == 0 then out[#out + 1] = n end
   else
-    local r = {c = it[2], to = it[3], who = it[4], name = it[5], rg = it[6], a = 0}
-    move(r, it[7], now, it[8])
-    redis.call('HSET', receipts_key, n, cjson.encode(r))
-    if it[7] == 'queued' then out[#out + 1] = n end
+    r = {n = n, c = it[2], a = 0, ra = '', p = '', e = '', who = it[3], h = ''}
+    move(r, it[4], now, it[5])
+    save(r)
+    if it[4] == 'queued' then out[#out + 1] = n end
   end
 end
+settle()
 return out
 """
 
-# ARGV[1] now, ARGV[2] 1 when these messages were reclaimed from a dead worker,
-# then pairs (number, attempt the message is for). Claims receipts for sending.
-# Returns [number, receipt JSON, ...] for each receipt to send now; the rest were already
-# sent (a duplicate message), or ended here as cancelled or expired.
+# ARGV[1] now, ARGV[2] 1 when these were reclaimed from a dead worker, ARGV[3] JSON list of
+# [number, attempt the message is for]. Claims receipts for sending. Returns a flat list of
+# number, attempt, who-and-where JSON for each receipt to send now; the others were already
+# sent (a duplicate message), or end here as cancelled or expired.
 _BEGIN = _LUA_COMMON + r"""
-local now = tonumber(ARGV[1])
+local now = ARGV[1]
 local reclaimed = ARGV[2] == '1'
 local a = redis.call('HMGET', alert_key, 'cancelled', 'expires_at')
 local cancelled = a[1] and a[1] ~= ''
 local expires_at = tonumber(a[2])
 local out = {}
-for i = 3, #ARGV, 2 do
-  local n, attempt = ARGV[i], tonumber(ARGV[i + 1])
-  local raw = redis.call('HGET', receipts_key, n)
-  if raw then
-    local r = cjson.decode(raw)
-    if r.s == 'queued' or r.s == 'sending' then
-      local send = false
-      if cancelled then
-        move(r, 'cancelled', now, 'alert cancelled')
-      elseif expires_at and now >= expires_at then
-        move(r, 'expired', now, false)
-      elseif r.a == attempt then
-        r.a = attempt + 1
-        r.retry_at = nil
-        if r.s == 'queued' then move(r, 'sending', now, false) else r.t = now end
-        send = true
-      elseif reclaimed and r.a == attempt + 1 and r.s == 'sending' then
-        send = true  -- its worker died mid-send: whether it went out is unknown, send again
-      end
-      if r.s ~= 'sending' or send then
-        raw = cjson.encode(r)
-        redis.call('HSET', receipts_key, n, raw)
-      end
-      if send then out[#out + 1] = n; out[#out + 1] = raw end
+for _, claim in ipairs(cjson.decode(ARGV[3])) do
+  local n, attempt = tostring(claim[1]), claim[2]
+  local r = load(n)
+  if r and (r.s == 'queued' or r.s == 'sending') then
+    local send, changed = false, true
+    if cancelled then
+      move(r, 'cancelled', now, 'alert cancelled')
+    elseif expires_at and tonumber(now) >= expires_at then
+      move(r, 'expired', now, false)
+    elseif r.a == attempt then
+      r.a = attempt + 1
+      r.ra = ''
+      if r.s == 'queued' then move(r, 'sending', now, false) else r.t = now end
+      send = true
+    elseif reclaimed and r.a == attempt + 1 and r.s == 'sending' then
+      send, changed = true, false  -- its worker died mid-send: whether it went out is unknown
+    else
+      changed = false  -- a stale duplicate of a message already handled
+    end
+    if changed then save(r) end
+    if send then
+      out[#out + 1] = n
+      out[#out + 1] = r.a
+      out[#out + 1] = r.who
     end
   end
 end
@@ -147,25 +174,23 @@ settle()
 return out
 """
 
-# ARGV[1] now, then triples (number, state, JSON of fields to set: e, p, retry_at, ...).
+# ARGV[1] now, ARGV[2] JSON list of [number, state, {e: error, p: provider id, retry_at, note}].
 # A state equal to the current one only updates the fields (a failed attempt that will be
-# retried stays 'sending'). Returns 1 or 0 per triple: applied or refused.
+# retried stays 'sending'). Returns 1 or 0 per change: applied or refused.
 _APPLY = _LUA_COMMON + r"""
-local now = tonumber(ARGV[1])
+local now = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 3 do
-  local n, to = ARGV[i], ARGV[i + 1]
-  local fields = cjson.decode(ARGV[i + 2])
-  local raw = redis.call('HGET', receipts_key, n)
+for _, change in ipairs(cjson.decode(ARGV[2])) do
+  local n, to, fields = tostring(change[1]), change[2], change[3]
+  local r = load(n)
   local ok = 0
-  if raw then
-    local r = cjson.decode(raw)
-    if r.s == to or NEXT[r.s][to] then
-      for k, v in pairs(fields) do if k ~= 'note' then r[k] = v end end
-      if r.s == to then r.t = now else move(r, to, now, fields.note or fields.e or false) end
-      redis.call('HSET', receipts_key, n, cjson.encode(r))
-      ok = 1
-    end
+  if r and (r.s == to or NEXT[r.s][to]) then
+    if fields.e then r.e = clean(fields.e) end
+    if fields.p then r.p = clean(fields.p) end
+    if fields.retry_at then r.ra = clean(fields.retry_at) end
+    if r.s == to then r.t = now else move(r, to, now, fields.note or fields.e) end
+    save(r)
+    ok = 1
   end
   out[#out + 1] = ok
 end
@@ -177,17 +202,14 @@ return out
 # Ends every receipt in the range that is queued or waiting for a retry (cancel, expiry);
 # one being sent right now is left to record how that send went. Returns how many it ended.
 _SWEEP = _LUA_COMMON + r"""
-local now, to, note = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local now, to, note = ARGV[1], ARGV[2], ARGV[3]
 local ended = 0
 for n = tonumber(ARGV[4]), tonumber(ARGV[5]) do
-  local raw = redis.call('HGET', receipts_key, tostring(n))
-  if raw then
-    local r = cjson.decode(raw)
-    if r.s == 'queued' or (r.s == 'sending' and r.retry_at) then
-      move(r, to, now, note)
-      redis.call('HSET', receipts_key, tostring(n), cjson.encode(r))
-      ended = ended + 1
-    end
+  local r = load(tostring(n))
+  if r and (r.s == 'queued' or (r.s == 'sending' and r.ra ~= '')) then
+    move(r, to, now, note)
+    save(r)
+    ended = ended + 1
   end
 end
 settle()
@@ -219,6 +241,17 @@ class NewReceipt:
 
 
 @dataclass(frozen=True, slots=True)
+class Claimed:
+    """A receipt claimed for sending: what a channel needs of it."""
+
+    number: int
+    address: str
+    recipient: str
+    name: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """A state change asked of one receipt, with the fields to record."""
 
@@ -240,25 +273,31 @@ class ReceiptBook:
         self._mark = redis.register_script(_MARK)
 
     async def create(self, alert_id: str, receipts: Sequence[NewReceipt], now: float) -> list[int]:
-        rows = [[r.number, r.channel, r.address, r.recipient, r.name, r.region, r.state, r.note or False]
-                for r in receipts]
+        rows = [
+            [r.number, r.channel,
+             json.dumps({"to": r.address, "who": r.recipient, "name": r.name, "rg": r.region},
+                        ensure_ascii=False),
+             r.state, r.note or False]
+            for r in receipts
+        ]
         out = await self._create(self.keys.alert_keys(alert_id), [now, json.dumps(rows, ensure_ascii=False)])
         return [int(n) for n in out]
 
     async def begin(
         self, alert_id: str, claims: Iterable[tuple[int, int]], now: float, *, reclaimed: bool = False
-    ) -> list[tuple[int, dict]]:
-        args: list = [now, 1 if reclaimed else 0]
-        for number, attempt in claims:
-            args += [number, attempt]
+    ) -> list[Claimed]:
+        """Claim receipts for sending; returns those to send now."""
+        args = [now, 1 if reclaimed else 0, json.dumps(list(claims))]
         out = await self._begin(self.keys.alert_keys(alert_id), args)
-        return [(int(out[i]), json.loads(out[i + 1])) for i in range(0, len(out), 2)]
+        claimed = []
+        for i in range(0, len(out), 3):
+            who = json.loads(out[i + 2])
+            claimed.append(Claimed(int(out[i]), who["to"], who["who"], who["name"], int(out[i + 1])))
+        return claimed
 
     async def apply(self, alert_id: str, changes: Sequence[Change], now: float) -> list[bool]:
-        args: list = [now]
-        for c in changes:
-            args += [c.number, c.state, json.dumps(c.fields or {}, ensure_ascii=False)]
-        out = await self._apply(self.keys.alert_keys(alert_id), args)
+        rows = [[c.number, c.state, c.fields or {}] for c in changes]
+        out = await self._apply(self.keys.alert_keys(alert_id), [now, json.dumps(rows, ensure_ascii=False)])
         return [bool(x) for x in out]
 
     async def sweep(self, alert_id: str, state: str, note: str, first: int, last: int, now: float) -> int:
@@ -272,15 +311,16 @@ class ReceiptBook:
         return state.decode() if isinstance(state, bytes) else state
 
     async def get(self, alert_id: str, number: int) -> dict | None:
-        raw = await self.redis.hget(self.keys.receipts(alert_id), str(number))
-        return json.loads(raw) if raw else None
+        found = await self.page(alert_id, number, 1)
+        return found[0][1] if found else None
 
     async def page(self, alert_id: str, start: int, count: int) -> list[tuple[int, dict]]:
-        numbers = list(range(start, start + count))
-        raws = await self.redis.hmget(self.keys.receipts(alert_id), [str(n) for n in numbers])
-        return [(n, json.loads(raw)) for n, raw in zip(numbers, raws) if raw]
+        """Receipts numbered start .. start+count-1 that exist, in the stored shape (see ``receipt_view``)."""
+        raws = await self.redis.hmget(self.keys.receipts(alert_id), [str(n) for n in range(start, start + count)])
+        return [(n, _stored(raw)) for n, raw in zip(range(start, start + count), raws) if raw]
 
     async def counts(self, alert_id: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        """Receipts per channel per state, and per state in all."""
         raw = await self.redis.hgetall(self.keys.counts(alert_id))
         per_channel: dict[str, dict[str, int]] = {}
         totals: dict[str, int] = {}
@@ -297,6 +337,16 @@ class ReceiptBook:
         return per_channel, totals
 
 
+def _stored(raw: bytes | str) -> dict:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    head, _, history = text.partition("\n")
+    c, s, a, t, ra, p, e, who = head.split("\t", 7)
+    r = json.loads(who)
+    r.update(c=c, s=s, a=int(a), t=float(t), ra=ra, p=p, e=e)
+    r["h"] = [line.split("\t", 2) for line in history.split("\n")] if history else []
+    return r
+
+
 def receipt_view(alert_id: str, number: int, r: dict) -> dict:
     """The public shape of a stored receipt."""
     return {
@@ -310,7 +360,8 @@ def receipt_view(alert_id: str, number: int, r: dict) -> dict:
         "state": r["s"],
         "attempts": r["a"],
         "updated_at": r["t"],
-        "error": r.get("e") or None,
-        "provider_id": r.get("p") or None,
-        "history": [{"state": s, "at": t, **({"note": n} if n else {})} for s, t, n in r["h"]],
+        "error": r["e"] or None,
+        "provider_id": r["p"] or None,
+        "retry_at": float(r["ra"]) if r["ra"] else None,
+        "history": [{"state": s, "at": float(t), **({"note": n} if n else {})} for s, t, n in r["h"]],
     }

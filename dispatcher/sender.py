@@ -40,12 +40,24 @@ log = structlog.get_logger("shaozi.sender")
 _DUE = r"""
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, m in ipairs(due) do
-  local p, r, a = string.match(m, '^(%d+)|([^|]+)|(%d+)$')
-  redis.call('XADD', KEYS[2 + tonumber(p)], '*', 'r', r, 'a', a)
+  local p, r, n, a = string.match(m, '^(%d+)|([^|]+)|(%d+)|(%d+)$')
+  redis.call('XADD', KEYS[2 + tonumber(p)], '*', 'r', r, 'n', n, 'a', a)
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
 """
+
+
+def entry_size(limits: ChannelLimits, batch_size: int) -> int:
+    """Receipts per delivery entry: small enough that an entry never holds the channel long.
+
+    An urgent entry waits at most for the entries already read, so on a rate-limited channel
+    an entry carries about one second of sends.
+    """
+    size = min(batch_size, limits.concurrency)
+    if limits.rate_per_s > 0:
+        size = min(size, int(limits.rate_per_s))
+    return max(1, size)
 
 
 class TokenBucket:
@@ -113,6 +125,7 @@ class Sender:
         self.retry_max_s = retry_max_s
         self.send_timeout_s = send_timeout_s
         self.streams = keys.delivery_streams(channel)
+        self.entry_size = entry_size(limits, batch_size)
         self.bucket = TokenBucket(limits.rate_per_s)
         self._in_flight = 0
         self._room = asyncio.Condition()
@@ -129,18 +142,22 @@ class Sender:
         try:
             while not stop.is_set():
                 async with self._room:
-                    await self._room.wait_for(lambda: self._in_flight < self.limits.concurrency)
-                    room = self.limits.concurrency - self._in_flight
-                try:
-                    entries = await read_first(
-                        self.redis, self.streams, SENDER_GROUP, self.consumer, min(self.batch_size, room), 500
+                    await self._room.wait_for(
+                        lambda: self._in_flight == 0 or self._in_flight + self.entry_size <= self.limits.concurrency
                     )
+                    count = max(1, (self.limits.concurrency - self._in_flight) // self.entry_size)
+                try:
+                    entries = await read_first(self.redis, self.streams, SENDER_GROUP, self.consumer, count, 500)
                 except TRANSIENT as exc:
                     log.warning("redis unavailable; sender waits", channel=self.channel, error=str(exc))
                     await asyncio.sleep(1)
                     continue
                 if entries:
-                    self._spawn(entries, reclaimed=False)
+                    size = sum(len(e.numbers) for e in entries)
+                    # Waiting for the rate here, before reading more, keeps what is read
+                    # ready to send, so an urgent entry is never queued behind throttled ones.
+                    await self.bucket.take(size)
+                    self._spawn(entries, size, reclaimed=False)
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -160,17 +177,17 @@ class Sender:
                 await self.redis.xack(stream, SENDER_GROUP, *gone)
             if live:
                 taken += len(live)
-                log.warning("reclaimed deliveries", channel=self.channel, count=len(live))
+                log.warning("reclaimed delivery entries", channel=self.channel, count=len(live))
                 await self.process(live, reclaimed=True)
         return taken
 
-    def _spawn(self, entries: list[Entry], *, reclaimed: bool) -> None:
-        self._in_flight += len(entries)
-        task = asyncio.create_task(self._process_and_release(entries, reclaimed))
+    def _spawn(self, entries: list[Entry], size: int, *, reclaimed: bool) -> None:
+        self._in_flight += size
+        task = asyncio.create_task(self._process_and_release(entries, size, reclaimed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _process_and_release(self, entries: list[Entry], reclaimed: bool) -> None:
+    async def _process_and_release(self, entries: list[Entry], size: int, reclaimed: bool) -> None:
         try:
             await self.process(entries, reclaimed=reclaimed)
         except Exception:
@@ -178,55 +195,48 @@ class Sender:
             log.exception("batch failed", channel=self.channel, size=len(entries))
         finally:
             async with self._room:
-                self._in_flight -= len(entries)
+                self._in_flight -= size
                 self._room.notify_all()
 
     # --- one batch --------------------------------------------------------------------------
 
     async def process(self, entries: list[Entry], *, reclaimed: bool) -> None:
-        by_alert: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        priority_of: dict[tuple[str, int], int] = {}
+        claims: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        priority_of: dict[str, int] = {}
         for e in entries:
-            alert_id, _, number = e.fields.get("r", "").rpartition(":")
-            if not alert_id or not number.isdigit():
+            alert_id = e.fields.get("r", "")
+            if not alert_id or not e.numbers:
                 log.error("malformed delivery entry", stream=e.stream, entry=e.id)
                 continue
-            by_alert[alert_id].append((int(number), int(e.fields.get("a", 0))))
-            priority_of[(alert_id, int(number))] = self.streams.index(e.stream)
+            attempt = int(e.fields.get("a", 0))
+            claims[alert_id].extend((n, attempt) for n in e.numbers)
+            priority_of[alert_id] = min(priority_of.get(alert_id, 9), self.streams.index(e.stream))
 
         retries: dict[str, float] = {}
-        now = time.time()
-        for alert_id, claims in by_alert.items():
-            begun = await self.book.begin(alert_id, claims, now, reclaimed=reclaimed)
-            if not begun:
+        for alert_id, alert_claims in claims.items():
+            started = time.time()
+            claimed = await self.book.begin(alert_id, alert_claims, started, reclaimed=reclaimed)
+            if not claimed:
                 continue
             message = await self.messages.get(alert_id)
             deliveries = [
-                Delivery(
-                    receipt_id=receipt_id(alert_id, n),
-                    channel=self.channel,
-                    address=r["to"],
-                    recipient=r["who"],
-                    name=r["name"],
-                    message=message,
-                    attempt=r["a"],
-                )
-                for n, r in begun
+                Delivery(receipt_id=receipt_id(alert_id, c.number), channel=self.channel, address=c.address,
+                         recipient=c.recipient, name=c.name, message=message, attempt=c.attempt)
+                for c in claimed
             ]
             outcomes = await self._send(deliveries)
             changes = []
-            for (n, r), outcome in zip(begun, outcomes):
-                change, retry_at = self._change(n, r["a"], outcome)
+            for c, outcome in zip(claimed, outcomes):
+                change, retry_at = self._change(c.number, c.attempt, outcome)
                 changes.append(change)
                 if retry_at is not None:
-                    retries[f"{priority_of[(alert_id, n)]}|{alert_id}:{n}|{r['a']}"] = retry_at
+                    retries[f"{priority_of[alert_id]}|{alert_id}|{c.number}|{c.attempt}"] = retry_at
             applied = await self.book.apply(alert_id, changes, time.time())
-            metrics.record(self.channel, [c.state for c, ok in zip(changes, applied) if ok], time.time() - now)
+            metrics.record(self.channel, [c.state for c, ok in zip(changes, applied) if ok], time.time() - started)
 
         await self._finish(entries, retries)
 
     async def _send(self, deliveries: list[Delivery]) -> list[SendResult | ChannelError]:
-        await self.bucket.take(len(deliveries))
         try:
             return await asyncio.wait_for(self.adapter.send_many(deliveries), self.send_timeout_s)
         except asyncio.TimeoutError:

@@ -14,6 +14,16 @@ class Entry:
     stream: str
     id: str
     fields: dict[str, str]
+    numbers: tuple[int, ...] = ()  # the receipt numbers a delivery entry carries (field ``n``)
+
+    @classmethod
+    def of(cls, stream: bytes | str, msg_id: bytes | str, raw: dict | None) -> Entry:
+        fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
+        try:
+            numbers = tuple(decode_numbers(fields.get("n", "")))
+        except ValueError:
+            numbers = ()
+        return cls(_text(stream), _text(msg_id), fields, numbers)
 
 
 def _text(value: bytes | str) -> str:
@@ -29,7 +39,7 @@ def _entries(reply: Sequence | dict | None) -> list[Entry]:
         if messages and isinstance(messages[0], list) and messages and isinstance(messages[0][0], (list, tuple)):
             messages = messages[0]  # RESP3 shape
         for msg_id, fields in messages:
-            out.append(Entry(_text(stream), _text(msg_id), {_text(k): _text(v) for k, v in (fields or {}).items()}))
+            out.append(Entry.of(stream, msg_id, fields))
     return out
 
 
@@ -71,10 +81,32 @@ async def reclaim(
         start = _text(reply[0])
         for msg_id, fields in reply[1]:
             if fields:
-                live.append(Entry(stream, _text(msg_id), {_text(k): _text(v) for k, v in fields.items()}))
+                live.append(Entry.of(stream, msg_id, fields))
             else:
                 gone.append(_text(msg_id))
         if len(reply) > 2:
             gone.extend(_text(i) for i in reply[2] or [])
         if start == "0-0" or len(live) >= count:
             return live, gone
+
+
+def encode_numbers(numbers: Sequence[int]) -> str:
+    """Receipt numbers as compact ranges: [0, 1, 2, 5, 7, 8] -> '0-2,5,7-8'."""
+    parts: list[str] = []
+    ordered = sorted(numbers)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def decode_numbers(text: str) -> list[int]:
+    numbers: list[int] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        numbers.extend(range(int(first), int(last or first) + 1))
+    return numbers

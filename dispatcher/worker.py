@@ -38,11 +38,6 @@ class Worker:
         self.name = worker_name(settings)
         self.store = AlertStore(redis, self.keys)
         self.channels = channels
-        self.planners = [
-            Planner(redis, self.keys, self.store, registry, channels, f"{self.name}/plan{i}",
-                    reclaim_idle_s=settings.reclaim_idle_s)
-            for i in range(settings.planner_concurrency)
-        ]
         messages = MessageCache(self.store)
         self.senders = [
             Sender(redis, self.keys, self.store.receipts, messages, name, adapter,
@@ -50,6 +45,12 @@ class Worker:
                    batch_size=settings.batch_size, reclaim_idle_s=settings.reclaim_idle_s,
                    retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s)
             for name, adapter in channels.items()
+        ]
+        entry_sizes = {s.channel: s.entry_size for s in self.senders}
+        self.planners = [
+            Planner(redis, self.keys, self.store, registry, entry_sizes, f"{self.name}/plan{i}",
+                    reclaim_idle_s=settings.reclaim_idle_s)
+            for i in range(settings.planner_concurrency)
         ]
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -28,7 +28,7 @@ async def test_create_is_idempotent_and_counts(book):
 
 async def test_late_or_repeated_changes_never_move_backwards(book):
     await _three(book)
-    assert [n for n, _ in await book.begin("a1", [(0, 0)], now=2.0)] == [0]
+    assert [c.number for c in await book.begin("a1", [(0, 0)], now=2.0)] == [0]
     assert await book.apply("a1", [Change(0, "delivered", {"p": "SM1"})], now=3.0) == [True]
     # a late 'sent' callback and a repeated 'delivered' arrive after 'delivered'
     assert await book.apply("a1", [Change(0, "sent", {}), Change(0, "failed", {"e": "x"})], now=4.0) == [False, False]
@@ -71,8 +71,8 @@ async def test_reclaimed_message_of_a_dead_sender_is_sent_again(book):
     await _three(book)
     assert len(await book.begin("a1", [(2, 0)], now=2.0)) == 1
     again = await book.begin("a1", [(2, 0)], now=9.0, reclaimed=True)
-    assert [n for n, _ in again] == [2]
-    assert again[0][1]["a"] == 1  # the same attempt, not a new one
+    assert [c.number for c in again] == [2]
+    assert again[0].attempt == 1  # the same attempt, not a new one
 
 
 async def test_cancelled_alert_ends_open_receipts(book, redis, prefix):
@@ -93,3 +93,12 @@ async def test_alert_settles_when_no_receipt_is_open(book):
     assert (await book.mark("a1", 3.0)) == "dispatching"
     await book.apply("a1", [Change(2, "failed", {"e": "21211: invalid number"})], now=4.0)
     assert (await book.mark("a1", 4.0)) == "settled"
+
+
+def test_receipt_numbers_round_trip_as_ranges():
+    from dispatcher.streams import decode_numbers, encode_numbers
+
+    numbers = [0, 1, 2, 5, 7, 8, 100]
+    assert encode_numbers(numbers) == "0-2,5,7-8,100"
+    assert decode_numbers(encode_numbers(numbers)) == numbers
+    assert decode_numbers("") == []
