@@ -18,6 +18,7 @@ from config import ChannelLimits
 from channels.templates import render_text
 
 log = structlog.get_logger("shaozi.channels.console")
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def mask(address: str) -> str:
@@ -61,21 +62,9 @@ class ConsoleChannel(Channel):
         for d in deliveries:
             key = (d.message.alert_id, d.ack_url)
             text = texts.get(key) or texts.setdefault(key, render_text(d.message, d.ack_url))
-            lines.append(
-                json.dumps(
-                    {
-                        "at": now,
-                        "receipt": d.receipt_id,
-                        "alert": d.message.alert_id,
-                        "channel": d.channel,
-                        "to": d.address,
-                        "name": d.name,
-                        "attempt": d.attempt,
-                        "text": text,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            lines.append(_encode({"at": now, "receipt": d.receipt_id, "alert": d.message.alert_id,
+                                  "channel": d.channel, "to": d.address, "name": d.name,
+                                  "attempt": d.attempt, "text": text}))
         payload = "\n".join(lines) + "\n"
         async with self._lock:
             try:
@@ -86,7 +75,7 @@ class ConsoleChannel(Channel):
             for d in deliveries:
                 log.info("message", alert_id=d.message.alert_id, delivery_id=d.receipt_id,
                          channel=d.channel, to=mask(d.address), text=texts[(d.message.alert_id, d.ack_url)])
-        return [SendResult(state="delivered", provider_id=f"console-{d.receipt_id}") for d in deliveries]
+        return [SendResult(state="delivered") for _ in deliveries]
 
     def _write(self, payload: str) -> None:
         self._file.write(payload)

@@ -2,12 +2,12 @@
 
 Every change is a Lua script over one alert's keys (``{alert id}`` hash tag): the receipt's
 status, its history and the alert's per-channel, per-state counters change in the same atomic
-step, and one script call handles a whole batch of receipts. A receipt's public id is
-``<alert id>.<number>``; under its number in the alert's ``receipts`` hash it is one string
-that a script reads and writes with one call each and without a JSON parser:
+step, and one script call handles a whole batch of receipts with one read and one write. A
+receipt's public id is ``<alert id>.<number>``; under its number in the alert's ``receipts``
+hash it is one string that a script reads with a pattern, no JSON parser:
 
-    channel TAB state TAB attempts TAB last change TAB retry at TAB provider id TAB last error
-        TAB {"to", "who", "name", "rg"} (address, recipient id, name, region: JSON, written once)
+    state TAB attempts TAB last change TAB retry at TAB channel TAB provider id TAB last error
+        TAB address TAB recipient id TAB name TAB region          (the last four written once)
     state TAB time TAB note          (one history line per state reached)
     ...
 """
@@ -60,45 +60,61 @@ def _lua_next_table() -> str:
 # Counter changes are summed in ``delta`` and written once per call by ``flush``.
 _LUA_COMMON = _lua_next_table() + r"""
 local alert_key, receipts_key, counts_key = KEYS[1], KEYS[2], KEYS[3]
-local delta = {}
-local function bump(key, by) delta[key] = (delta[key] or 0) + by end
+local delta, dirty = {['*'] = {}}, {}
+local function bump(channel, state, by)
+  local d = delta[channel]
+  if not d then d = {}; delta[channel] = d end
+  d[state] = (d[state] or 0) + by
+  delta['*'][state] = (delta['*'][state] or 0) + by
+end
 local function clean(v)
   if not v or v == cjson.null then return '' end
   return (string.gsub(tostring(v), '[\t\n]', ' '))
 end
-local function load(n)
-  local raw = redis.call('HGET', receipts_key, n)
-  if not raw then return nil end
-  local nl = string.find(raw, '\n', 1, true)
-  local head, h = raw, ''
-  if nl then head, h = string.sub(raw, 1, nl - 1), string.sub(raw, nl + 1) end
-  local c, s, a, t, ra, p, e, who = string.match(head,
-    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
-  return {n = n, c = c, s = s, a = tonumber(a), t = t, ra = ra, p = p, e = e, who = who, h = h}
+-- Most changes touch only the head of a record; the rest is carried along unparsed.
+local function parse(n, raw)
+  local s, a, t, ra, c, rest = string.match(raw, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  return {n = n, s = s, a = tonumber(a), t = t, ra = ra, c = c, rest = rest}
+end
+local function load(numbers)
+  local found = {}
+  for i = 1, #numbers, 1000 do
+    local chunk = {unpack(numbers, i, math.min(i + 999, #numbers))}
+    local raws = redis.call('HMGET', receipts_key, unpack(chunk))
+    for j = 1, #chunk do
+      if raws[j] then found[chunk[j]] = parse(chunk[j], raws[j]) end
+    end
+  end
+  return found
 end
 local function save(r)
-  local head = table.concat({r.c, r.s, r.a, r.t, r.ra, r.p, r.e, r.who}, '\t')
-  redis.call('HSET', receipts_key, r.n, head .. '\n' .. r.h)
+  if not r.dirty then r.dirty = true; dirty[#dirty + 1] = r end
+end
+local function who(r) return string.match(r.rest, '^[^\t]*\t[^\t]*\t([^\n]*)') end
+local function set_detail(r, p, e)
+  local op, oe, tail = string.match(r.rest, '^([^\t]*)\t([^\t]*)\t(.*)$')
+  r.rest = table.concat({p and clean(p) or op, e and clean(e) or oe, tail}, '\t')
 end
 local function move(r, to, now, note)
-  if r.s then
-    bump(r.c .. ':' .. r.s, -1)
-    bump('*:' .. r.s, -1)
-  end
-  bump(r.c .. ':' .. to, 1)
-  bump('*:' .. to, 1)
+  if r.s then bump(r.c, r.s, -1) end
+  bump(r.c, to, 1)
   r.s = to
   r.t = now
-  local line = to .. '\t' .. now .. '\t' .. clean(note)
-  r.h = (r.h == '' and line) or (r.h .. '\n' .. line)
-end
-local function flush()
-  for key, by in pairs(delta) do
-    if by ~= 0 then redis.call('HINCRBY', counts_key, key, by) end
-  end
+  r.rest = r.rest .. '\n' .. to .. '\t' .. now .. '\t' .. clean(note)
 end
 local function settle()
-  flush()
+  local args = {}
+  for _, r in ipairs(dirty) do
+    args[#args + 1] = r.n
+    args[#args + 1] = table.concat({r.s, r.a, r.t, r.ra, r.c, r.rest}, '\t')
+    if #args >= 2000 then redis.call('HSET', receipts_key, unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call('HSET', receipts_key, unpack(args)) end
+  for channel, states in pairs(delta) do
+    for state, by in pairs(states) do
+      if by ~= 0 then redis.call('HINCRBY', counts_key, channel .. ':' .. state, by) end
+    end
+  end
   local a = redis.call('HMGET', alert_key, 'state', 'planned')
   if a[1] ~= 'dispatching' or a[2] ~= '1' then return end
   local c = redis.call('HMGET', counts_key, '*:queued', '*:sending', '*:expired', '*:sent', '*:delivered', '*:acknowledged')
@@ -115,14 +131,19 @@ end
 # queued and not yet attempted, so that planning an alert again after a crash loses none.
 _CREATE = _LUA_COMMON + r"""
 local now = ARGV[1]
+local items = cjson.decode(ARGV[2])
+local numbers = {}
+for i, it in ipairs(items) do numbers[i] = tostring(it[1]) end
+local found = load(numbers)
 local out = {}
-for _, it in ipairs(cjson.decode(ARGV[2])) do
-  local n = tostring(it[1])
-  local r = load(n)
+for i, it in ipairs(items) do
+  local n = numbers[i]
+  local r = found[n]
   if r then
     if r.s == 'queued' and r.a == 0 then out[#out + 1] = n end
   else
-    r = {n = n, c = it[2], a = 0, ra = '', p = '', e = '', who = it[3], h = ''}
+    r = {n = n, a = 0, ra = '', c = it[2], rest = '\t\t' .. it[3]}
+    found[n] = r
     move(r, it[4], now, it[5])
     save(r)
     if it[4] == 'queued' then out[#out + 1] = n end
@@ -142,31 +163,35 @@ local reclaimed = ARGV[2] == '1'
 local a = redis.call('HMGET', alert_key, 'cancelled', 'expires_at')
 local cancelled = a[1] and a[1] ~= ''
 local expires_at = tonumber(a[2])
+local claims = cjson.decode(ARGV[3])
+local numbers = {}
+for i, claim in ipairs(claims) do numbers[i] = tostring(claim[1]) end
+local found = load(numbers)
 local out = {}
-for _, claim in ipairs(cjson.decode(ARGV[3])) do
-  local n, attempt = tostring(claim[1]), claim[2]
-  local r = load(n)
+for i, claim in ipairs(claims) do
+  local n, attempt = numbers[i], claim[2]
+  local r = found[n]
   if r and (r.s == 'queued' or r.s == 'sending') then
-    local send, changed = false, true
+    local send = false
     if cancelled then
       move(r, 'cancelled', now, 'alert cancelled')
+      save(r)
     elseif expires_at and tonumber(now) >= expires_at then
       move(r, 'expired', now, false)
+      save(r)
     elseif r.a == attempt then
       r.a = attempt + 1
       r.ra = ''
       if r.s == 'queued' then move(r, 'sending', now, false) else r.t = now end
+      save(r)
       send = true
     elseif reclaimed and r.a == attempt + 1 and r.s == 'sending' then
-      send, changed = true, false  -- its worker died mid-send: whether it went out is unknown
-    else
-      changed = false  -- a stale duplicate of a message already handled
+      send = true  -- its worker died mid-send: whether it went out is unknown, so again
     end
-    if changed then save(r) end
     if send then
       out[#out + 1] = n
       out[#out + 1] = r.a
-      out[#out + 1] = r.who
+      out[#out + 1] = who(r)
     end
   end
 end
@@ -179,14 +204,16 @@ return out
 # retried stays 'sending'). Returns 1 or 0 per change: applied or refused.
 _APPLY = _LUA_COMMON + r"""
 local now = ARGV[1]
+local changes = cjson.decode(ARGV[2])
+local numbers = {}
+for i, change in ipairs(changes) do numbers[i] = tostring(change[1]) end
+local found = load(numbers)
 local out = {}
-for _, change in ipairs(cjson.decode(ARGV[2])) do
-  local n, to, fields = tostring(change[1]), change[2], change[3]
-  local r = load(n)
+for i, change in ipairs(changes) do
+  local r, to, fields = found[numbers[i]], change[2], change[3]
   local ok = 0
   if r and (r.s == to or NEXT[r.s][to]) then
-    if fields.e then r.e = clean(fields.e) end
-    if fields.p then r.p = clean(fields.p) end
+    if fields.p or fields.e then set_detail(r, fields.p, fields.e) end
     if fields.retry_at then r.ra = clean(fields.retry_at) end
     if r.s == to then r.t = now else move(r, to, now, fields.note or fields.e) end
     save(r)
@@ -203,9 +230,12 @@ return out
 # one being sent right now is left to record how that send went. Returns how many it ended.
 _SWEEP = _LUA_COMMON + r"""
 local now, to, note = ARGV[1], ARGV[2], ARGV[3]
+local numbers = {}
+for n = tonumber(ARGV[4]), tonumber(ARGV[5]) do numbers[#numbers + 1] = tostring(n) end
+local found = load(numbers)
 local ended = 0
-for n = tonumber(ARGV[4]), tonumber(ARGV[5]) do
-  local r = load(tostring(n))
+for _, n in ipairs(numbers) do
+  local r = found[n]
   if r and (r.s == 'queued' or (r.s == 'sending' and r.ra ~= '')) then
     move(r, to, now, note)
     save(r)
@@ -273,31 +303,25 @@ class ReceiptBook:
         self._mark = redis.register_script(_MARK)
 
     async def create(self, alert_id: str, receipts: Sequence[NewReceipt], now: float) -> list[int]:
-        rows = [
-            [r.number, r.channel,
-             json.dumps({"to": r.address, "who": r.recipient, "name": r.name, "rg": r.region},
-                        ensure_ascii=False),
-             r.state, r.note or False]
-            for r in receipts
-        ]
-        out = await self._create(self.keys.alert_keys(alert_id), [now, json.dumps(rows, ensure_ascii=False)])
+        rows = [[r.number, r.channel, "\t".join(map(_clean, (r.address, r.recipient, r.name, r.region))),
+                 r.state, r.note or False] for r in receipts]
+        out = await self._create(self.keys.alert_keys(alert_id), [now, _encode(rows)])
         return [int(n) for n in out]
 
     async def begin(
         self, alert_id: str, claims: Iterable[tuple[int, int]], now: float, *, reclaimed: bool = False
     ) -> list[Claimed]:
         """Claim receipts for sending; returns those to send now."""
-        args = [now, 1 if reclaimed else 0, json.dumps(list(claims))]
-        out = await self._begin(self.keys.alert_keys(alert_id), args)
+        out = await self._begin(self.keys.alert_keys(alert_id), [now, 1 if reclaimed else 0, _encode(list(claims))])
         claimed = []
         for i in range(0, len(out), 3):
-            who = json.loads(out[i + 2])
-            claimed.append(Claimed(int(out[i]), who["to"], who["who"], who["name"], int(out[i + 1])))
+            address, recipient, name, _region = _text(out[i + 2]).split("\t", 3)
+            claimed.append(Claimed(int(out[i]), address, recipient, name, int(out[i + 1])))
         return claimed
 
     async def apply(self, alert_id: str, changes: Sequence[Change], now: float) -> list[bool]:
         rows = [[c.number, c.state, c.fields or {}] for c in changes]
-        out = await self._apply(self.keys.alert_keys(alert_id), [now, json.dumps(rows, ensure_ascii=False)])
+        out = await self._apply(self.keys.alert_keys(alert_id), [now, _encode(rows)])
         return [bool(x) for x in out]
 
     async def sweep(self, alert_id: str, state: str, note: str, first: int, last: int, now: float) -> int:
@@ -337,14 +361,23 @@ class ReceiptBook:
         return per_channel, totals
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: json.dumps
+# with options builds an encoder per call, which dominated planning large alerts
+
+
+def _clean(value: str) -> str:
+    return value.replace("\t", " ").replace("\n", " ")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _stored(raw: bytes | str) -> dict:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    head, _, history = text.partition("\n")
-    c, s, a, t, ra, p, e, who = head.split("\t", 7)
-    r = json.loads(who)
-    r.update(c=c, s=s, a=int(a), t=float(t), ra=ra, p=p, e=e)
-    r["h"] = [line.split("\t", 2) for line in history.split("\n")] if history else []
-    return r
+    head, _, history = _text(raw).partition("\n")
+    s, a, t, ra, c, p, e, to, who, name, rg = head.split("\t", 10)
+    return {"s": s, "a": int(a), "t": float(t), "ra": ra, "c": c, "p": p, "e": e, "to": to, "who": who,
+            "name": name, "rg": rg, "h": [line.split("\t", 2) for line in history.split("\n")] if history else []}
 
 
 def receipt_view(alert_id: str, number: int, r: dict) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import structlog
 from redis.asyncio import Redis
@@ -128,6 +128,7 @@ class Sender:
         self.entry_size = entry_size(limits, batch_size)
         self.bucket = TokenBucket(limits.rate_per_s)
         self._in_flight = 0
+        self._busy: Counter[int] = Counter()  # entries in flight per priority
         self._room = asyncio.Condition()
         self._tasks: set[asyncio.Task] = set()
         self._due = redis.register_script(_DUE)
@@ -146,8 +147,13 @@ class Sender:
                         lambda: self._in_flight == 0 or self._in_flight + self.entry_size <= self.limits.concurrency
                     )
                     count = max(1, (self.limits.concurrency - self._in_flight) // self.entry_size)
+                    # While more urgent entries are being sent, read nothing less urgent than
+                    # them: the urgent ones go out first, not side by side with a backlog.
+                    urgent = min((p for p, n in self._busy.items() if n), default=len(self.streams) - 1)
+                streams = self.streams[:urgent + 1]
+                block_ms = 500 if len(streams) == len(self.streams) else 20
                 try:
-                    entries = await read_first(self.redis, self.streams, SENDER_GROUP, self.consumer, count, 500)
+                    entries = await read_first(self.redis, streams, SENDER_GROUP, self.consumer, count, block_ms)
                 except TRANSIENT as exc:
                     log.warning("redis unavailable; sender waits", channel=self.channel, error=str(exc))
                     await asyncio.sleep(1)
@@ -183,6 +189,8 @@ class Sender:
 
     def _spawn(self, entries: list[Entry], size: int, *, reclaimed: bool) -> None:
         self._in_flight += size
+        for e in entries:
+            self._busy[self.streams.index(e.stream)] += 1
         task = asyncio.create_task(self._process_and_release(entries, size, reclaimed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -196,6 +204,8 @@ class Sender:
         finally:
             async with self._room:
                 self._in_flight -= size
+                for e in entries:
+                    self._busy[self.streams.index(e.stream)] -= 1
                 self._room.notify_all()
 
     # --- one batch --------------------------------------------------------------------------
