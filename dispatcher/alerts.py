@@ -12,6 +12,7 @@ import time
 
 from redis.asyncio import Redis
 
+from dispatcher.codec import dumps
 from dispatcher.keys import Keys
 from dispatcher.models import Alert, new_id
 from dispatcher.receipts import ReceiptBook
@@ -59,7 +60,7 @@ class AlertStore:
         keys = [self.keys.docs, self.keys.dedupe, self.keys.alert_index, self.keys.intake(alert.priority())]
         args = [
             alert_id,
-            json.dumps(doc, ensure_ascii=False),
+            dumps(doc),
             natural_key(alert.sender, alert.identifier),
             f"idem|{idempotency_key}" if idempotency_key else "",
             int(now * 1000),

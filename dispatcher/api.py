@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from dispatcher import metrics
 from dispatcher.alerts import AlertStore
 from dispatcher.cap import to_cap
 from dispatcher.intake import intake_format, parse_alert
+from dispatcher.codec import dumps
 from dispatcher.keys import Keys
 from dispatcher.models import (
     PRIORITIES,
@@ -95,7 +95,7 @@ def _guard(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse
 
 
 def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
+    return web.Response(text=dumps(data), status=status,
                         content_type="application/json", headers=headers)
 
 
@@ -211,8 +211,7 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
             last = current
             quiet_since = time.monotonic()
             event = "end" if summary["state"] in END_STATES else "progress"
-            data = json.dumps({k: summary[k] for k in ("id", "state", "recipients", "counts", "totals", "summary")},
-                              ensure_ascii=False)
+            data = dumps({k: summary[k] for k in ("id", "state", "recipients", "counts", "totals", "summary")})
             await response.write(f"event: {event}\ndata: {data}\n\n".encode())
             if event == "end":
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
@@ -63,13 +64,13 @@ POINT = r"-?\d+(\.\d+)?,-?\d+(\.\d+)?"
 
 class Area(CapModel):
     areaDesc: str = Field(min_length=1)
-    polygon: Annotated[list[Annotated[str, Field(pattern=rf"^{POINT}(\s+{POINT}){{3,}}$")]], Many] = []
-    circle: Annotated[list[Annotated[str, Field(pattern=rf"^{POINT}\s+\d+(\.\d+)?$")]], Many] = []
-    geocode: Annotated[list[NamedValue], Many] = []
+    polygon: Annotated[list[Annotated[str, Field(pattern=rf"^{POINT}(\s+{POINT}){{3,}}$")]], Many] = Field(default_factory=list)
+    circle: Annotated[list[Annotated[str, Field(pattern=rf"^{POINT}\s+\d+(\.\d+)?$")]], Many] = Field(default_factory=list)
+    geocode: Annotated[list[NamedValue], Many] = Field(default_factory=list)
     altitude: float | None = None
     ceiling: float | None = None
     regions: Annotated[list[Annotated[str, Field(pattern=r"^\d{6,12}$")]], Many] = Field(
-        default=[], description="registry region codes (administrative division codes)"
+        default_factory=list, description="registry region codes (administrative division codes)"
     )
 
     def region_codes(self) -> list[str]:
@@ -89,12 +90,12 @@ class Info(CapModel):
     language: str = "zh-CN"
     category: Annotated[list[Category], Many] = Field(min_length=1)
     event: str = Field(min_length=1, max_length=200)
-    responseType: Annotated[list[ResponseType], Many] = []
+    responseType: Annotated[list[ResponseType], Many] = Field(default_factory=list)
     urgency: Urgency
     severity: Severity
     certainty: Certainty
     audience: str | None = None
-    eventCode: Annotated[list[NamedValue], Many] = []
+    eventCode: Annotated[list[NamedValue], Many] = Field(default_factory=list)
     effective: datetime | None = None
     onset: datetime | None = None
     expires: datetime | None = None
@@ -104,9 +105,9 @@ class Info(CapModel):
     instruction: str | None = Field(None, max_length=5_000)
     web: str | None = None
     contact: str | None = None
-    parameter: Annotated[list[NamedValue], Many] = []
-    resource: Annotated[list[Resource], Many] = []
-    area: Annotated[list[Area], Many] = []
+    parameter: Annotated[list[NamedValue], Many] = Field(default_factory=list)
+    resource: Annotated[list[Resource], Many] = Field(default_factory=list)
+    area: Annotated[list[Area], Many] = Field(default_factory=list)
 
     @field_validator("effective", "onset", "expires")
     @classmethod
@@ -124,11 +125,11 @@ class Alert(CapModel):
     scope: Scope
     restriction: str | None = None
     addresses: str | None = None
-    code: Annotated[list[str], Many] = []
+    code: Annotated[list[str], Many] = Field(default_factory=list)
     note: str | None = None
     references: str | None = Field(None, description="space-separated sender,identifier,sent triples")
     incidents: str | None = None
-    info: Annotated[list[Info], Many] = []
+    info: Annotated[list[Info], Many] = Field(default_factory=list)
     channels: list[ChannelName] | None = Field(
         None, description="Shaozi: send only on these channels (default: every channel a recipient has)"
     )
@@ -210,17 +211,14 @@ def _priority(severity: str, urgency: str) -> int:
     return rank
 
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_B32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
 
 
 def new_id() -> str:
-    """A 16-character id that sorts by creation time (48-bit ms clock, 32 random bits)."""
-    n = (int(time.time() * 1000) << 32) | int.from_bytes(os.urandom(4), "big")
-    chars = []
-    for _ in range(16):
-        n, r = divmod(n, 32)
-        chars.append(_ALPHABET[r])
-    return "".join(reversed(chars))
+    """A 16-character id that sorts by creation time (48-bit ms clock, 32 random bits), in
+    Crockford's base32 alphabet, lower case."""
+    raw = int(time.time() * 1000).to_bytes(6, "big") + os.urandom(4)
+    return base64.b32encode(raw).translate(_B32).decode()
 
 
 ID_PATTERN = re.compile(r"^[0-9a-z]{16}$")

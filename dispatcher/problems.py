@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dispatcher.codec import dumps
 from typing import Any
 
 import structlog
@@ -31,7 +31,7 @@ class Problem(Exception):
             body["detail"] = self.detail
         if self.errors:
             body["errors"] = self.errors
-        return web.Response(status=self.status, text=json.dumps(body, ensure_ascii=False),
+        return web.Response(status=self.status, text=dumps(body),
                             content_type=PROBLEM_TYPE, headers=self.headers)
 
 

@@ -14,12 +14,12 @@ hash it is one string that a script reads with a pattern, no JSON parser:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from dispatcher.codec import dumps
 from dispatcher.keys import Keys
 
 # Which state may follow which. Anything not listed is refused, so a late or repeated
@@ -305,14 +305,14 @@ class ReceiptBook:
     async def create(self, alert_id: str, receipts: Sequence[NewReceipt], now: float) -> list[int]:
         rows = [[r.number, r.channel, "\t".join(map(_clean, (r.address, r.recipient, r.name, r.region))),
                  r.state, r.note or False] for r in receipts]
-        out = await self._create(self.keys.alert_keys(alert_id), [now, _encode(rows)])
+        out = await self._create(self.keys.alert_keys(alert_id), [now, dumps(rows)])
         return [int(n) for n in out]
 
     async def begin(
         self, alert_id: str, claims: Iterable[tuple[int, int]], now: float, *, reclaimed: bool = False
     ) -> list[Claimed]:
         """Claim receipts for sending; returns those to send now."""
-        out = await self._begin(self.keys.alert_keys(alert_id), [now, 1 if reclaimed else 0, _encode(list(claims))])
+        out = await self._begin(self.keys.alert_keys(alert_id), [now, 1 if reclaimed else 0, dumps(list(claims))])
         claimed = []
         for i in range(0, len(out), 3):
             address, recipient, name, _region = _text(out[i + 2]).split("\t", 3)
@@ -321,7 +321,7 @@ class ReceiptBook:
 
     async def apply(self, alert_id: str, changes: Sequence[Change], now: float) -> list[bool]:
         rows = [[c.number, c.state, c.fields or {}] for c in changes]
-        out = await self._apply(self.keys.alert_keys(alert_id), [now, _encode(rows)])
+        out = await self._apply(self.keys.alert_keys(alert_id), [now, dumps(rows)])
         return [bool(x) for x in out]
 
     async def sweep(self, alert_id: str, state: str, note: str, first: int, last: int, now: float) -> int:
@@ -359,10 +359,6 @@ class ReceiptBook:
             else:
                 per_channel.setdefault(channel, {})[state] = n
         return per_channel, totals
-
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: json.dumps
-# with options builds an encoder per call, which dominated planning large alerts
 
 
 def _clean(value: str) -> str:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections import Counter
 
-import pytest
 
 from config import Settings
 from contacts.synthetic import synthetic_registry, write_registry
