@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
-from tests.conftest import alert_json
+from tests.conftest import alert_json, eventually
 
 
 async def test_alert_reaches_every_recipient_once(harness, sample_registry):
@@ -87,3 +88,53 @@ async def test_expired_alert_is_not_sent(harness):
     summary = await harness.until_state(accepted["id"], "expired")
     assert summary["totals"] == {"expired": 4}
     assert harness.outbox() == []
+
+
+async def test_cap_alert_with_adcode_reaches_the_region(harness, sample_registry):
+    harness.start_worker()
+    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>HB-GEO-2026-0701</identifier><sender>geo@hubei.example</sender>
+  <sent>2026-07-01T08:00:00+08:00</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope>
+  <info><language>zh-CN</language><category>Geo</category><event>地质灾害</event><urgency>Immediate</urgency>
+    <severity>Severe</severity><certainty>Likely</certainty><headline>地质灾害气象风险预警</headline>
+    <area><areaDesc>长轩岭社区</areaDesc><geocode><valueName>ADCODE</valueName><value>420116002001</value></geocode></area>
+  </info></alert>""".encode()
+    code, accepted = await harness.request("POST", "/v1/alerts", data=xml, headers={"Content-Type": "application/cap+xml"})
+    assert code == 202, accepted
+    summary = await harness.until_state(accepted["id"], "settled")
+    assert summary["recipients"] == len(sample_registry.people_in(["420116002001"])) == 4
+    assert all("地质灾害气象风险预警" in line["text"] for line in harness.outbox())
+
+
+async def test_update_supersedes_what_is_not_yet_sent(harness, sample_registry):
+    from channels.base import Channel, SendResult
+    from config import ChannelLimits
+
+    class Slow(Channel):
+        name = "slow"
+        default_limits = ChannelLimits(concurrency=1)
+
+        async def send(self, delivery):
+            await asyncio.sleep(0.02)
+            return SendResult("sent")
+
+    harness.start_worker({"sms": Slow()})
+    _, first = await harness.post_alert(alert_json(["420116000000"], identifier="storm-1", sender="met"))
+    await harness.until_state(first["id"], "dispatching")
+    update = alert_json(["420116001001"], identifier="storm-2", sender="met", msgType="Update",
+                        references="met,storm-1,2026-07-01T08:00:00+08:00")
+    _, second = await harness.post_alert(update)
+    old = await harness.until_state(first["id"], "cancelled")
+    assert old["cancelled_by"] == second["id"]
+    new = await harness.until_state(second["id"], "settled")
+    assert new["totals"] == {"sent": 4}
+    total = len(sample_registry.people_in(["420116000000"]))
+
+    async def drained():
+        s = await harness.summary(first["id"])
+        return s if "queued" not in s["totals"] and "sending" not in s["totals"] else None
+
+    old = await eventually(drained)
+    assert old["totals"]["cancelled"] > 0
+    assert old["totals"]["cancelled"] + old["totals"].get("sent", 0) == total

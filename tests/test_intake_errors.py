@@ -96,3 +96,16 @@ async def test_unknown_alert_is_404_problem(harness):
     code, body = await harness.request("GET", "/v1/alerts/0000000000000000")
     assert code == 404
     _problem(404, body)
+
+
+@pytest.mark.parametrize("name", ["australia.xml", "canada.xml", "wcatwc-warning.xml", "weather.xml"])
+async def test_valid_cap_samples_are_accepted(harness, name):
+    body = (SHARED_CAP / "samples" / name).read_bytes()
+    code, accepted = await harness.request("POST", "/v1/alerts", data=body,
+                                           headers={"Content-Type": "application/cap+xml"}, role="feed")
+    assert code == 202, accepted
+    assert "reaches nobody" in accepted["recipients_hint"]
+    code, again = await harness.request("POST", "/v1/alerts", data=body,
+                                        headers={"Content-Type": "application/cap+xml"}, role="feed")
+    assert (code, again["id"]) == (200, accepted["id"])
+    assert await _stored(harness) == 1
