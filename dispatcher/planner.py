@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 
 import structlog
 from redis.asyncio import Redis
@@ -29,32 +30,37 @@ log = structlog.get_logger("shaozi.planner")
 CHUNK = 1000  # receipts per script call
 
 
-def plan_receipts(people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None) -> list[NewReceipt]:
+def plan_receipts(people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None) -> Iterator[NewReceipt]:
     """One receipt per (person, channel): each channel of theirs that is enabled and allowed.
 
     Someone none of whose channels can carry the alert still gets a receipt, ``undeliverable``,
-    so that nobody in the area is silently left out.
+    so that nobody in the area is silently left out. Receipts come in registry order, numbered
+    from 0, so planning the same alert again yields the same numbers.
     """
     enabled = set(enabled)
     allowed = set(only) if only else None
-    out: list[NewReceipt] = []
+    number = 0
     for person in people:
         chosen = 0
         for channel in person.channels:
-            if allowed is not None and channel not in allowed:
-                continue
-            if channel not in enabled:
+            if (allowed is not None and channel not in allowed) or channel not in enabled:
                 continue
             address = person.address(channel)
-            out.append(_receipt(len(out), person, channel, address or "",
-                                "queued" if address else "undeliverable",
-                                None if address else f"no {channel} address"))
+            yield _receipt(number, person, channel, address or "", "queued" if address else "undeliverable",
+                           None if address else f"no {channel} address")
+            number += 1
             chosen += 1
         if not chosen and allowed is None:
             channel = person.channels[0] if person.channels else "sms"
-            out.append(_receipt(len(out), person, channel, "", "undeliverable",
-                                f"none of the channels {person.channels} is enabled"))
-    return out
+            yield _receipt(number, person, channel, "", "undeliverable",
+                           f"none of the channels {person.channels} is enabled")
+            number += 1
+
+
+def batched(items: Iterable[NewReceipt], size: int) -> Iterator[list[NewReceipt]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def _receipt(number: int, person: Person, channel: str, address: str, state: str, note: str | None) -> NewReceipt:
@@ -141,15 +147,16 @@ class Planner:
         if not codes and alert.msgType == "Cancel":
             codes = await self._codes_of(referenced)
         people = self.registry.people_in(codes)
-        receipts = plan_receipts(people, self.enabled, alert.channels)
-        for start in range(0, len(receipts), CHUNK):
-            chunk = receipts[start:start + CHUNK]
+        receipts = 0
+        # Chunk by chunk, so the first messages go out while the rest is still being planned.
+        for chunk in batched(plan_receipts(people, self.enabled, alert.channels), CHUNK):
             to_queue = await self.book.create(alert_id, chunk, now)
             await self._enqueue(alert_id, {r.number: r.channel for r in chunk}, to_queue, doc["priority"])
+            receipts += len(chunk)
         final = await self.book.mark(
-            alert_id, time.time(), planned=1, recipients=len(people), receipts=len(receipts), state="dispatching"
+            alert_id, time.time(), planned=1, recipients=len(people), receipts=receipts, state="dispatching"
         )
-        log.info("planned", alert_id=alert_id, recipients=len(people), receipts=len(receipts), state=final,
+        log.info("planned", alert_id=alert_id, recipients=len(people), receipts=receipts, state=final,
                  unknown_regions=self.registry.unknown_codes(codes) or None)
 
     async def _enqueue(self, alert_id: str, channels: Mapping[int, str], numbers: list[int], priority: int) -> None:

@@ -35,6 +35,7 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
         except (NotImplementedError, RuntimeError):
             pass
     registry = Registry.load(settings.registry)
+    settings.signing_secret()  # generated and kept under the data dir on first start when unset
     async with AsyncExitStack() as stack:
         url = settings.redis_url
         if not url:
