@@ -15,6 +15,21 @@ from pathlib import Path
 import redis as redis_sync
 
 from dispatcher.embedded import EmbeddedRedis
+from dispatcher.models import Alert
+
+DISTRICT = "420116000000"
+COMMUNITY = "420116001001"
+
+
+def bench_alert(tag: str, *, severity: str = "Severe", urgency: str = "Immediate", region: str = DISTRICT) -> Alert:
+    """A drill alert (status Exercise) with a fresh identifier."""
+    return Alert.model_validate({
+        "identifier": f"{tag}-{time.time_ns()}", "sender": "bench", "sent": "2026-07-01T08:00:00+08:00",
+        "status": "Exercise", "msgType": "Alert", "scope": "Public",
+        "info": {"category": "Met", "event": "暴雨", "urgency": urgency, "severity": severity,
+                 "certainty": "Likely", "headline": "暴雨预警", "description": "预计未来3小时有强降雨",
+                 "instruction": "请转移低洼地带群众", "area": {"areaDesc": "测试区域", "regions": [region]}},
+    })
 
 
 @contextlib.contextmanager

@@ -17,30 +17,16 @@ from pathlib import Path
 
 import redis as redis_sync
 
-from bench.common import bench_redis, own_prefix, start_worker, stop_worker, wait_until
+from bench.common import bench_alert, bench_redis, own_prefix, start_worker, stop_worker, wait_until
 from contacts.synthetic import write_registry
 from dispatcher.alerts import AlertStore
 from dispatcher.connections import redis_client
 from dispatcher.keys import Keys
-from dispatcher.models import Alert
-
-DISTRICT = "420116000000"
-
-
-def alert(n: int) -> Alert:
-    return Alert.model_validate({
-        "identifier": f"bench-{n}-{time.time_ns()}", "sender": "bench", "sent": "2026-07-01T08:00:00+08:00",
-        "status": "Exercise", "msgType": "Alert", "scope": "Public",
-        "info": {"category": "Met", "event": "暴雨", "urgency": "Immediate", "severity": "Severe",
-                 "certainty": "Likely", "headline": "暴雨橙色预警", "description": "预计未来3小时有强降雨",
-                 "instruction": "请转移低洼地带群众", "area": {"areaDesc": "全区", "regions": [DISTRICT]}},
-    })
-
 
 async def _accept(url: str, prefix: str) -> str:
     client = redis_client(url)
     try:
-        alert_id, _ = await AlertStore(client, Keys(prefix)).accept(alert(0))
+        alert_id, _ = await AlertStore(client, Keys(prefix)).accept(bench_alert("fanout"))
         return alert_id
     finally:
         await client.aclose()

@@ -17,42 +17,33 @@ from pathlib import Path
 
 import redis as redis_sync
 
-from bench.common import bench_redis, own_prefix, percentile, start_worker, stop_worker, wait_until
-from bench.fanout import alert
+from bench.common import (
+    COMMUNITY,
+    bench_alert,
+    bench_redis,
+    own_prefix,
+    percentile,
+    start_worker,
+    stop_worker,
+    wait_until,
+)
 from contacts.synthetic import write_registry
 from dispatcher.alerts import AlertStore
 from dispatcher.connections import redis_client
 from dispatcher.keys import Keys
-from dispatcher.models import Alert
-
-COMMUNITY = "420116001001"
-
-
-def extreme(i: int) -> Alert:
-    return Alert.model_validate({
-        "identifier": f"extreme-{i}-{time.time_ns()}", "sender": "bench", "sent": "2026-07-01T08:00:00+08:00",
-        "status": "Exercise", "msgType": "Alert", "scope": "Public",
-        "info": {"category": "Geo", "event": "山洪", "urgency": "Immediate", "severity": "Extreme",
-                 "certainty": "Observed", "headline": "山洪红色预警", "description": "立即转移",
-                 "area": {"areaDesc": "一个社区", "regions": [COMMUNITY]}},
-    })
-
 
 async def _run_tries(url: str, prefix: str, tries: int, gap_s: float) -> list[tuple[str, float]]:
     client = redis_client(url)
     store = AlertStore(client, Keys(prefix))
     try:
-        backlog = alert(1).model_copy(update={"identifier": f"minor-{time.time_ns()}"})
-        backlog.info[0].severity = "Minor"
-        backlog.info[0].urgency = "Future"
-        backlog_id, _ = await store.accept(backlog)
+        backlog_id, _ = await store.accept(bench_alert("minor", severity="Minor", urgency="Future"))
         counts = Keys(prefix).counts(backlog_id)
         while int(await client.hget(counts, "*:delivered") or 0) < 1000:
             await asyncio.sleep(0.01)
         posted = []
         for i in range(tries):
             at = time.time()
-            alert_id, _ = await store.accept(extreme(i))
+            alert_id, _ = await store.accept(bench_alert(f"extreme-{i}", severity="Extreme", region=COMMUNITY))
             posted.append((alert_id, at))
             await asyncio.sleep(gap_s)
         left = int(await client.hget(counts, "*:queued") or 0)

@@ -87,6 +87,12 @@ local function load(numbers)
   end
   return found
 end
+-- The receipts a batch names (each item's first element is a receipt number).
+local function load_listed(items)
+  local numbers = {}
+  for i, it in ipairs(items) do numbers[i] = tostring(it[1]) end
+  return numbers, load(numbers)
+end
 local function save(r)
   if not r.dirty then r.dirty = true; dirty[#dirty + 1] = r end
 end
@@ -132,9 +138,7 @@ end
 _CREATE = _LUA_COMMON + r"""
 local now = ARGV[1]
 local items = cjson.decode(ARGV[2])
-local numbers = {}
-for i, it in ipairs(items) do numbers[i] = tostring(it[1]) end
-local found = load(numbers)
+local numbers, found = load_listed(items)
 local out = {}
 for i, it in ipairs(items) do
   local n = numbers[i]
@@ -164,9 +168,7 @@ local a = redis.call('HMGET', alert_key, 'cancelled', 'expires_at')
 local cancelled = a[1] and a[1] ~= ''
 local expires_at = tonumber(a[2])
 local claims = cjson.decode(ARGV[3])
-local numbers = {}
-for i, claim in ipairs(claims) do numbers[i] = tostring(claim[1]) end
-local found = load(numbers)
+local numbers, found = load_listed(claims)
 local out = {}
 for i, claim in ipairs(claims) do
   local n, attempt = numbers[i], claim[2]
@@ -205,9 +207,7 @@ return out
 _APPLY = _LUA_COMMON + r"""
 local now = ARGV[1]
 local changes = cjson.decode(ARGV[2])
-local numbers = {}
-for i, change in ipairs(changes) do numbers[i] = tostring(change[1]) end
-local found = load(numbers)
+local numbers, found = load_listed(changes)
 local out = {}
 for i, change in ipairs(changes) do
   local r, to, fields = found[numbers[i]], change[2], change[3]
