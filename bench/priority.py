@@ -82,6 +82,7 @@ def main() -> None:
                     first[row["alert"]] = row["at"]
     latencies = [(first[a] - at) * 1000 for a, at in posted]
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    print("  each try, ms:", " ".join(f"{x:.0f}" for x in latencies))  # a stall shows as a falling run
     print(f"Extreme alert behind a {args.backlog}-receipt Minor backlog ({left} still queued after the last try):")
     print(f"  first delivery after p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies):.1f} ms "
           f"over {len(latencies)} tries")

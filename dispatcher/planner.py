@@ -27,7 +27,7 @@ from dispatcher.streams import Entry, encode_numbers, ensure_groups, read_first,
 
 log = structlog.get_logger("shaozi.planner")
 
-CHUNK = 1000  # receipts per script call
+CHUNK = 250  # receipts per script call: small enough not to hold Redis up for urgent work
 
 
 def plan_receipts(people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None) -> Iterator[NewReceipt]:

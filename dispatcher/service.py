@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from contextlib import AsyncExitStack
 
@@ -35,6 +36,9 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
         except (NotImplementedError, RuntimeError):
             pass
     registry = Registry.load(settings.registry)
+    # A large registry is millions of long-lived objects; leave them out of the cyclic garbage
+    # collector, whose full passes over them stalled sending for up to a second.
+    gc.freeze()
     settings.signing_secret()  # generated and kept under the data dir on first start when unset
     async with AsyncExitStack() as stack:
         url = settings.redis_url
