@@ -57,14 +57,17 @@ class ConsoleChannel(Channel):
         if self._file is None:
             await self.start()
         now = time.time()
-        texts = {}
+        texts: dict[tuple[str, str | None], tuple[str, str]] = {}  # text and its JSON, once per alert
         lines = []
         for d in deliveries:
             key = (d.message.alert_id, d.ack_url)
-            text = texts.get(key) or texts.setdefault(key, render_text(d.message, d.ack_url))
-            lines.append(_encode({"at": now, "receipt": d.receipt_id, "alert": d.message.alert_id,
-                                  "channel": d.channel, "to": d.address, "name": d.name,
-                                  "attempt": d.attempt, "text": text}))
+            if key not in texts:
+                text = render_text(d.message, d.ack_url)
+                texts[key] = (text, _encode(text))
+            # Ids and channel names are plain ASCII; everything else goes through the encoder.
+            lines.append(f'{{"at":{now!r},"receipt":"{d.receipt_id}","alert":"{d.message.alert_id}",'
+                         f'"channel":"{d.channel}","to":{_encode(d.address)},"name":{_encode(d.name)},'
+                         f'"attempt":{d.attempt},"text":{texts[key][1]}}}')
         payload = "\n".join(lines) + "\n"
         async with self._lock:
             try:
@@ -74,7 +77,7 @@ class ConsoleChannel(Channel):
         if self.log_messages:
             for d in deliveries:
                 log.info("message", alert_id=d.message.alert_id, delivery_id=d.receipt_id,
-                         channel=d.channel, to=mask(d.address), text=texts[(d.message.alert_id, d.ack_url)])
+                         channel=d.channel, to=mask(d.address), text=texts[(d.message.alert_id, d.ack_url)][0])
         return [SendResult(state="delivered") for _ in deliveries]
 
     def _write(self, payload: str) -> None:
