@@ -141,7 +141,8 @@ async def post_alert(request: web.Request) -> web.Response:
         answer["state"] = (await request.app[STORE].state(alert_id)).get("state", "accepted")
         return _json(answer, 200, {"Location": url})
     metrics.ALERTS_ACCEPTED.labels(fmt).inc()
-    if not registry.people_in(codes):
+    # A Cancel that names no area goes to the area of what it cancels.
+    if (codes or alert.msgType != "Cancel") and not registry.people_in(codes):
         answer["recipients_hint"] = "its area reaches nobody in the registry: nothing will be sent"
     log.info("alert accepted", alert_id=alert_id, format=fmt, priority=alert.priority(), msg_type=alert.msgType)
     return _json(answer, 202, {"Location": url})
@@ -181,7 +182,7 @@ async def list_receipts(request: web.Request) -> web.Response:
         if root is None:
             raise Problem(400, "Bad query parameter", f"region {region} is not in the registry")
         regions = {r.code for r in root.walk()}
-    total = int((await store.state(alert_id)).get("receipts") or 0)
+    total = await store.receipts.size(alert_id)
     items: list[dict] = []
     n = start
     while n < total and len(items) < limit:

@@ -190,7 +190,7 @@ class Planner:
 
     async def cancel(self, alert_id: str, *, by: str, now: float) -> int:
         await self.book.mark(alert_id, now, cancelled=by, state="cancelled")
-        total = int((await self.store.state(alert_id)).get("receipts") or 0)
+        total = await self.book.size(alert_id)
         ended = 0
         for first in range(0, total, CHUNK * 2):
             ended += await self.book.sweep(alert_id, "cancelled", f"cancelled by {by}", first,

@@ -334,6 +334,10 @@ class ReceiptBook:
         state = await self._mark(self.keys.alert_keys(alert_id), args)
         return state.decode() if isinstance(state, bytes) else state
 
+    async def size(self, alert_id: str) -> int:
+        """How many receipts the alert has so far (they are numbered 0 .. size-1)."""
+        return int(await self.redis.hlen(self.keys.receipts(alert_id)))
+
     async def get(self, alert_id: str, number: int) -> dict | None:
         found = await self.page(alert_id, number, 1)
         return found[0][1] if found else None

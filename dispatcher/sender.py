@@ -71,22 +71,21 @@ class TokenBucket:
         self._lock = asyncio.Lock()
 
     async def take(self, n: int = 1) -> None:
+        """Wait until ``n`` sends fit the rate."""
         if self.rate <= 0:
             return
         async with self._lock:
-            for _ in range(n):
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens < 1:
-                    await asyncio.sleep((1 - self.tokens) / self.rate)
-                    self.tokens = 1
-                    self.stamp = time.monotonic()
-                self.tokens -= 1
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate) - n
+            self.stamp = now
+            if self.tokens < 0:
+                await asyncio.sleep(-self.tokens / self.rate)
+                self.tokens = 0.0
+                self.stamp = time.monotonic()
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:
-    """Exponential backoff with full jitter; a provider's Retry-After is a floor."""
+    """Exponential backoff with jitter (half to all of the step); a provider's Retry-After is a floor."""
     delay = random.uniform(0.5, 1.0) * min(max_s, base_s * 2 ** max(0, attempt - 1))
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
@@ -163,7 +162,7 @@ class Sender:
                     # Waiting for the rate here, before reading more, keeps what is read
                     # ready to send, so an urgent entry is never queued behind throttled ones.
                     await self.bucket.take(size)
-                    self._spawn(entries, size, reclaimed=False)
+                    self._spawn(entries, size)
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -187,17 +186,17 @@ class Sender:
                 await self.process(live, reclaimed=True)
         return taken
 
-    def _spawn(self, entries: list[Entry], size: int, *, reclaimed: bool) -> None:
+    def _spawn(self, entries: list[Entry], size: int) -> None:
         self._in_flight += size
         for e in entries:
             self._busy[self.streams.index(e.stream)] += 1
-        task = asyncio.create_task(self._process_and_release(entries, size, reclaimed))
+        task = asyncio.create_task(self._process_and_release(entries, size))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _process_and_release(self, entries: list[Entry], size: int, reclaimed: bool) -> None:
+    async def _process_and_release(self, entries: list[Entry], size: int) -> None:
         try:
-            await self.process(entries, reclaimed=reclaimed)
+            await self.process(entries, reclaimed=False)
         except Exception:
             # The entries stay pending and are reclaimed later: nothing is lost.
             log.exception("batch failed", channel=self.channel, size=len(entries))

@@ -92,7 +92,7 @@ async def test_expired_alert_is_not_sent(harness):
 
 async def test_cap_alert_with_adcode_reaches_the_region(harness, sample_registry):
     harness.start_worker()
-    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
+    xml = """<?xml version="1.0" encoding="UTF-8"?>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
   <identifier>HB-GEO-2026-0701</identifier><sender>geo@hubei.example</sender>
   <sent>2026-07-01T08:00:00+08:00</sent><status>Actual</status><msgType>Alert</msgType><scope>Public</scope>
