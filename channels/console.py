@@ -30,7 +30,7 @@ def mask(address: str) -> str:
 
 class ConsoleChannel(Channel):
     name = "console"
-    default_limits = ChannelLimits(concurrency=500)
+    default_limits = ChannelLimits(concurrency=4000)
 
     def __init__(self, outbox: Path, *, log_messages: bool = True) -> None:
         self.outbox = outbox

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # workers
     worker_name: str | None = None
     planner_concurrency: int = Field(2, ge=1)
-    batch_size: int = Field(250, ge=1, le=10_000)
+    batch_size: int = Field(1000, ge=1, le=10_000)
     reclaim_idle_s: float = Field(60.0, gt=0, description="a pending message idle this long is taken over")
     reclaim_interval_s: float = Field(5.0, gt=0)
     retry_base_s: float = Field(2.0, gt=0)

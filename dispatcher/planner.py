@@ -23,7 +23,7 @@ from dispatcher.connections import TRANSIENT
 from dispatcher.keys import INTAKE_GROUP, Keys
 from dispatcher.models import Alert
 from dispatcher.receipts import NewReceipt
-from dispatcher.streams import Entry, encode_numbers, ensure_groups, read_first, reclaim
+from dispatcher.streams import Entry, PriorityReader, encode_numbers, ensure_groups, reclaim
 
 log = structlog.get_logger("shaozi.planner")
 
@@ -87,6 +87,7 @@ class Planner:
         self.entry_size = dict(entry_size)  # channel -> receipts per delivery entry; its keys are the channels enabled
         self.enabled = tuple(entry_size)
         self.consumer = consumer
+        self.reader = PriorityReader(redis, INTAKE_GROUP, consumer)
         self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
 
     async def setup(self) -> None:
@@ -96,7 +97,7 @@ class Planner:
         """Plan alerts until ``stop`` is set; one alert at a time, highest priority first."""
         while not stop.is_set():
             try:
-                entries = await read_first(self.redis, self.keys.intakes(), INTAKE_GROUP, self.consumer, 1, 500)
+                entries = await self.reader.read(self.keys.intakes(), 1, 500)
             except TRANSIENT as exc:
                 log.warning("redis unavailable; planner waits", error=str(exc))
                 await asyncio.sleep(1)

@@ -31,7 +31,7 @@ from dispatcher.connections import TRANSIENT
 from dispatcher.keys import SENDER_GROUP, Keys
 from dispatcher.messages import MessageCache
 from dispatcher.receipts import Change, ReceiptBook, receipt_id
-from dispatcher.streams import Entry, ensure_groups, read_first, reclaim
+from dispatcher.streams import Entry, PriorityReader, ensure_groups, reclaim
 
 log = structlog.get_logger("shaozi.sender")
 
@@ -118,6 +118,7 @@ class Sender:
         self.adapter = adapter
         self.limits = limits
         self.consumer = consumer
+        self.reader = PriorityReader(redis, SENDER_GROUP, consumer)
         self.batch_size = batch_size
         self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
         self.retry_base_s = retry_base_s
@@ -152,7 +153,7 @@ class Sender:
                 streams = self.streams[:urgent + 1]
                 block_ms = 500 if len(streams) == len(self.streams) else 20
                 try:
-                    entries = await read_first(self.redis, streams, SENDER_GROUP, self.consumer, count, block_ms)
+                    entries = await self.reader.read(streams, count, block_ms)
                 except TRANSIENT as exc:
                     log.warning("redis unavailable; sender waits", channel=self.channel, error=str(exc))
                     await asyncio.sleep(1)
