@@ -60,6 +60,7 @@ def _lua_next_table() -> str:
 # Counter changes are summed in ``delta`` and written once per call by ``flush``.
 _LUA_COMMON = _lua_next_table() + r"""
 local alert_key, receipts_key, counts_key = KEYS[1], KEYS[2], KEYS[3]
+local match, concat, tostring, tonumber = string.match, table.concat, tostring, tonumber
 local delta, dirty = {['*'] = {}}, {}
 local function bump(channel, state, by)
   local d = delta[channel]
@@ -71,10 +72,11 @@ local function clean(v)
   if not v or v == cjson.null then return '' end
   return (string.gsub(tostring(v), '[\t\n]', ' '))
 end
--- Most changes touch only the head of a record; the rest is carried along unparsed.
+-- Most changes touch only the head of a record; the rest is carried along unparsed. The time
+-- of the last change is not kept: every change sets it anew.
 local function parse(n, raw)
-  local s, a, t, ra, c, rest = string.match(raw, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
-  return {n = n, s = s, a = tonumber(a), t = t, ra = ra, c = c, rest = rest}
+  local s, a, ra, c, rest = match(raw, '^([^\t]*)\t([^\t]*)\t[^\t]*\t([^\t]*)\t([^\t]*)\t(.*)$')
+  return {n = n, s = s, a = tonumber(a), ra = ra, c = c, rest = rest}
 end
 local function load(numbers)
   local found = {}
@@ -96,10 +98,10 @@ end
 local function save(r)
   if not r.dirty then r.dirty = true; dirty[#dirty + 1] = r end
 end
-local function who(r) return string.match(r.rest, '^[^\t]*\t[^\t]*\t([^\n]*)') end
+local function who(r) return match(r.rest, '^[^\t]*\t[^\t]*\t([^\n]*)') end
 local function set_detail(r, p, e)
-  local op, oe, tail = string.match(r.rest, '^([^\t]*)\t([^\t]*)\t(.*)$')
-  r.rest = table.concat({p and clean(p) or op, e and clean(e) or oe, tail}, '\t')
+  local op, oe, tail = match(r.rest, '^([^\t]*)\t([^\t]*)\t(.*)$')
+  r.rest = concat({p and clean(p) or op, e and clean(e) or oe, tail}, '\t')
 end
 local function move(r, to, now, note)
   if r.s then bump(r.c, r.s, -1) end
@@ -112,7 +114,7 @@ local function settle()
   local args = {}
   for _, r in ipairs(dirty) do
     args[#args + 1] = r.n
-    args[#args + 1] = table.concat({r.s, r.a, r.t, r.ra, r.c, r.rest}, '\t')
+    args[#args + 1] = concat({r.s, r.a, r.t, r.ra, r.c, r.rest}, '\t')
     if #args >= 2000 then redis.call('HSET', receipts_key, unpack(args)); args = {} end
   end
   if #args > 0 then redis.call('HSET', receipts_key, unpack(args)) end
