@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     # workers
     worker_name: str | None = None
     planner_concurrency: int = Field(2, ge=1)
+    plan_part_size: int = Field(20_000, ge=100, description="an alert reaching more people is planned in parts")
     batch_size: int = Field(1000, ge=1, le=10_000)
     reclaim_idle_s: float = Field(60.0, gt=0, description="a pending message idle this long is taken over")
     reclaim_interval_s: float = Field(5.0, gt=0)

@@ -59,6 +59,10 @@ class Keys:
         """hash: '<channel>:<state>' and '*:<state>' -> number of receipts"""
         return f"{self.prefix}:alert:{{{alert_id}}}:counts"
 
+    def plan_parts(self, alert_id: str) -> str:
+        """set: the parts of a large alert planned so far"""
+        return f"{self.prefix}:alert:{{{alert_id}}}:parts"
+
     def alert_keys(self, alert_id: str) -> list[str]:
         return [self.alert(alert_id), self.receipts(alert_id), self.counts(alert_id)]
 

@@ -2,14 +2,16 @@
 
 It reads the intake streams (highest priority first), works out the recipients from the
 registry, creates one receipt per (recipient, channel) in batches and queues each on its
-channel's stream at the alert's priority. Planning is idempotent: a planner that dies
-half-way leaves its intake entry pending, another takes it over and plans the alert again,
-and only what is missing is created or queued.
+channel's stream at the alert's priority. A large alert is planned in parts, by as many
+planners as take them. Planning is idempotent: a planner that dies half-way leaves its intake
+entry pending, another takes it over and plans that alert or part again, and only what is
+missing is created or queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
@@ -30,41 +32,54 @@ log = structlog.get_logger("shaozi.planner")
 CHUNK = 250  # receipts per script call: small enough not to hold Redis up for urgent work
 
 
-def plan_receipts(people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None) -> Iterator[NewReceipt]:
+def plan_receipts(
+    people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None, *, first_number: int = 0
+) -> Iterator[NewReceipt]:
     """One receipt per (person, channel): each channel of theirs that is enabled and allowed.
 
-    Someone none of whose channels can carry the alert still gets a receipt, ``undeliverable``,
-    so that nobody in the area is silently left out. Receipts come in registry order, numbered
-    from 0, so planning the same alert again yields the same numbers.
+    Receipts come in registry order, numbered on from ``first_number``, so planning the same
+    alert (or the same part of it) again yields the same numbers.
     """
     enabled = set(enabled)
     allowed = set(only) if only else None
-    number = 0
+    number = first_number
     for person in people:
-        chosen = 0
-        for channel in person.channels:
-            if (allowed is not None and channel not in allowed) or channel not in enabled:
-                continue
-            address = person.address(channel)
-            yield _receipt(number, person, channel, address or "", "queued" if address else "undeliverable",
-                           None if address else f"no {channel} address")
+        for channel, address, state, note in _person_receipts(person, enabled, allowed):
+            yield NewReceipt(number, channel, address, person.id, person.name, person.region, state, note)
             number += 1
-            chosen += 1
-        if not chosen and allowed is None:
-            channel = person.channels[0] if person.channels else "sms"
-            yield _receipt(number, person, channel, "", "undeliverable",
-                           f"none of the channels {person.channels} is enabled")
-            number += 1
+
+
+def count_receipts(people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None) -> int:
+    enabled = set(enabled)
+    allowed = set(only) if only else None
+    return sum(len(_person_receipts(p, enabled, allowed)) for p in people)
+
+
+def _person_receipts(person: Person, enabled: set[str], allowed: set[str] | None) -> list[tuple]:
+    """(channel, address, state, note) of each receipt one person gets.
+
+    Someone none of whose channels can carry the alert still gets a receipt, ``undeliverable``,
+    so that nobody in the area is silently left out.
+    """
+    out = []
+    for channel in person.channels:
+        if (allowed is not None and channel not in allowed) or channel not in enabled:
+            continue
+        address = person.address(channel)
+        if address:
+            out.append((channel, address, "queued", None))
+        else:
+            out.append((channel, "", "undeliverable", f"no {channel} address"))
+    if not out and allowed is None:
+        out.append((person.channels[0] if person.channels else "sms", "", "undeliverable",
+                    f"none of the channels {person.channels} is enabled"))
+    return out
 
 
 def batched(items: Iterable[NewReceipt], size: int) -> Iterator[list[NewReceipt]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
-
-
-def _receipt(number: int, person: Person, channel: str, address: str, state: str, note: str | None) -> NewReceipt:
-    return NewReceipt(number, channel, address, person.id, person.name, person.region, state, note)
 
 
 class Planner:
@@ -78,6 +93,7 @@ class Planner:
         consumer: str,
         *,
         reclaim_idle_s: float = 60.0,
+        part_size: int = 20_000,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -89,6 +105,7 @@ class Planner:
         self.consumer = consumer
         self.reader = PriorityReader(redis, INTAKE_GROUP, consumer)
         self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
+        self.part_size = part_size
 
     async def setup(self) -> None:
         await ensure_groups(self.redis, self.keys.intakes(), INTAKE_GROUP)
@@ -119,15 +136,21 @@ class Planner:
 
     async def handle(self, entry: Entry) -> None:
         alert_id = entry.fields.get("id", "")
+        part = entry.fields.get("part")
         try:
-            await self.plan(alert_id)
+            await self.plan(alert_id, int(part) if part is not None else None, entry.stream)
         except Exception:
             # Left pending: it is planned again once reclaimed. Never lost.
-            log.exception("planning failed", alert_id=alert_id)
+            log.exception("planning failed", alert_id=alert_id, part=part)
             return
         await self.redis.xack(entry.stream, INTAKE_GROUP, entry.id)
 
-    async def plan(self, alert_id: str) -> None:
+    async def plan(self, alert_id: str, part: int | None = None, stream: str | None = None) -> None:
+        """Plan an alert, or one part of it.
+
+        An alert reaching more than ``part_size`` people is split: its entry becomes one intake
+        entry per part, which any planner of any worker takes, so several plan it at once.
+        """
         doc = await self.store.doc(alert_id)
         if doc is None:
             log.error("intake entry names no stored alert", alert_id=alert_id)
@@ -137,27 +160,39 @@ class Planner:
             return
         alert = Alert.model_validate(doc["alert"])
         now = time.time()
-        expires_at = alert.expires_at()
-        await self.book.mark(
-            alert_id, now, state="planning", priority=doc["priority"], status=alert.status,
-            expires_at=expires_at if expires_at is not None else "",
-        )
-        referenced = await self._supersede(alert_id, alert, now)
+        if part is None:
+            expires_at = alert.expires_at()
+            await self.book.mark(
+                alert_id, now, state="planning", priority=doc["priority"], status=alert.status,
+                expires_at=expires_at if expires_at is not None else "",
+            )
+            referenced = await self._supersede(alert_id, alert, now)
+        else:
+            referenced = await self._referenced(alert_id, alert)
 
         codes = alert.region_codes()
         if not codes and alert.msgType == "Cancel":
             codes = await self._codes_of(referenced)
         people = self.registry.people_in(codes)
-        receipts = 0
+        parts = max(1, math.ceil(len(people) / self.part_size))
+        if part is None and parts > 1:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for k in range(parts):
+                    pipe.xadd(stream or self.keys.intake(doc["priority"]), {"id": alert_id, "part": k})
+                await pipe.execute()
+            log.info("planning in parts", alert_id=alert_id, recipients=len(people), parts=parts)
+            return
+
+        k = part or 0
+        first, last = k * self.part_size, min(len(people), (k + 1) * self.part_size)
+        number = count_receipts(people[:first], self.enabled, alert.channels)
         # Chunk by chunk, so the first messages go out while the rest is still being planned.
-        for chunk in batched(plan_receipts(people, self.enabled, alert.channels), CHUNK):
+        for chunk in batched(plan_receipts(people[first:last], self.enabled, alert.channels, first_number=number),
+                             CHUNK):
             to_queue = await self.book.create(alert_id, chunk, now)
             await self._enqueue(alert_id, {r.number: r.channel for r in chunk}, to_queue, doc["priority"])
-            receipts += len(chunk)
-        final = await self.book.mark(
-            alert_id, time.time(), planned=1, recipients=len(people), receipts=receipts, state="dispatching"
-        )
-        log.info("planned", alert_id=alert_id, recipients=len(people), receipts=receipts, state=final,
+        final = await self.book.part_planned(alert_id, k, parts, len(people), time.time())
+        log.info("planned", alert_id=alert_id, part=k, parts=parts, recipients=len(people), state=final,
                  unknown_regions=self.registry.unknown_codes(codes) or None)
 
     async def _enqueue(self, alert_id: str, channels: Mapping[int, str], numbers: list[int], priority: int) -> None:
@@ -175,8 +210,8 @@ class Planner:
                     pipe.xadd(self.keys.deliveries(channel, priority), entry)
             await pipe.execute()
 
-    async def _supersede(self, alert_id: str, alert: Alert, now: float) -> list[str]:
-        """An Update or Cancel ends what is still unsent of the alerts it references."""
+    async def _referenced(self, alert_id: str, alert: Alert) -> list[str]:
+        """Ids of the earlier alerts an Update or Cancel references."""
         if alert.msgType not in ("Update", "Cancel"):
             return []
         found = []
@@ -186,6 +221,12 @@ class Planner:
                 log.warning("reference to an unknown alert", alert_id=alert_id, sender=sender, identifier=identifier)
                 continue
             found.append(ref)
+        return found
+
+    async def _supersede(self, alert_id: str, alert: Alert, now: float) -> list[str]:
+        """An Update or Cancel ends what is still unsent of the alerts it references."""
+        found = await self._referenced(alert_id, alert)
+        for ref in found:
             await self.cancel(ref, by=alert_id, now=now)
         return found
 

@@ -248,6 +248,18 @@ settle()
 return ended
 """
 
+# KEYS[4] the set of parts planned. ARGV[1] now, ARGV[2] this part, ARGV[3] parts in all,
+# ARGV[4] recipients. Once every part is planned, the alert is planned and dispatching.
+_PART_PLANNED = _LUA_COMMON + r"""
+redis.call('SADD', KEYS[4], ARGV[2])
+if redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[3]) then
+  redis.call('HSET', alert_key, 'planned', 1, 'recipients', ARGV[4], 'receipts', redis.call('HLEN', receipts_key))
+  if redis.call('HGET', alert_key, 'state') ~= 'cancelled' then redis.call('HSET', alert_key, 'state', 'dispatching') end
+end
+settle()
+return redis.call('HGET', alert_key, 'state')
+"""
+
 # ARGV[1] now, then field/value pairs to set on the alert; then settle (used once planning ends).
 # A cancelled alert keeps its state whatever else is marked on it.
 _MARK = _LUA_COMMON + r"""
@@ -303,6 +315,7 @@ class ReceiptBook:
         self._apply = redis.register_script(_APPLY)
         self._sweep = redis.register_script(_SWEEP)
         self._mark = redis.register_script(_MARK)
+        self._part_planned = redis.register_script(_PART_PLANNED)
 
     async def create(self, alert_id: str, receipts: Sequence[NewReceipt], now: float) -> list[int]:
         rows = [[r.number, r.channel, "\t".join(map(_clean, (r.address, r.recipient, r.name, r.region))),
@@ -334,6 +347,12 @@ class ReceiptBook:
         for k, v in fields.items():
             args += [k, v]
         state = await self._mark(self.keys.alert_keys(alert_id), args)
+        return state.decode() if isinstance(state, bytes) else state
+
+    async def part_planned(self, alert_id: str, part: int, parts: int, recipients: int, now: float) -> str | None:
+        """Record one part of an alert as planned; returns the alert's state."""
+        keys = [*self.keys.alert_keys(alert_id), self.keys.plan_parts(alert_id)]
+        state = await self._part_planned(keys, [now, part, parts, recipients])
         return state.decode() if isinstance(state, bytes) else state
 
     async def size(self, alert_id: str) -> int:

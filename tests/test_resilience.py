@@ -109,3 +109,20 @@ async def test_extreme_goes_before_a_minor_backlog(settings, redis):
         extreme_positions = [i for i, a in enumerate(order) if a == extreme["id"]]
         assert len(extreme_positions) == 100
         assert max(extreme_positions) < order.index(minor["id"]), "a Minor message went before the Extreme ones"
+
+
+async def test_large_alert_is_planned_in_parts_once_each(settings, redis):
+    people = 5_000
+    registry = synthetic_registry(people)
+    settings = settings.model_copy(update={"plan_part_size": 700, "planner_concurrency": 3})
+    async with Harness(settings, redis, registry) as h:
+        h.start_worker()
+        _, accepted = await h.post_alert(alert_json([DISTRICT]))
+        summary = await h.until_state(accepted["id"], "settled", timeout_s=60)
+        assert summary["recipients"] == people and summary["totals"] == {"delivered": people}
+        assert await redis.scard(Keys(settings.redis_prefix).plan_parts(accepted["id"])) == 8  # 5,000 / 700
+        receipts = Counter(line["receipt"] for line in h.outbox())
+        assert set(receipts) == {f"{accepted['id']}.{n}" for n in range(people)}
+        assert set(receipts.values()) == {1}
+        phones = Counter(line["to"] for line in h.outbox())
+        assert len(phones) == people
