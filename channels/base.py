@@ -34,7 +34,7 @@ class Message:
     expires_at: float | None = None  # unix seconds
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per message, and frozen dataclasses build several times slower
 class Delivery:
     """One message to one address: what a channel sends and the receipt it reports on."""
 

@@ -30,6 +30,7 @@ from dispatcher.streams import Entry, PriorityReader, encode_numbers, ensure_gro
 log = structlog.get_logger("shaozi.planner")
 
 CHUNK = 250  # receipts per script call: small enough not to hold Redis up for urgent work
+URGENT_PRIORITIES = 2  # priorities 0 and 1 are read by the planners kept for urgent alerts
 
 
 def plan_receipts(
@@ -94,6 +95,7 @@ class Planner:
         *,
         reclaim_idle_s: float = 60.0,
         part_size: int = 20_000,
+        urgent_only: bool = False,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -106,6 +108,9 @@ class Planner:
         self.reader = PriorityReader(redis, INTAKE_GROUP, consumer)
         self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
         self.part_size = part_size
+        # A planner kept for urgent alerts reads only the two most urgent intake streams, so an
+        # Extreme warning never waits while every planner is busy with a large Minor one.
+        self.intakes = self.keys.intakes()[:URGENT_PRIORITIES] if urgent_only else self.keys.intakes()
 
     async def setup(self) -> None:
         await ensure_groups(self.redis, self.keys.intakes(), INTAKE_GROUP)
@@ -114,7 +119,7 @@ class Planner:
         """Plan alerts until ``stop`` is set; one alert at a time, highest priority first."""
         while not stop.is_set():
             try:
-                entries = await self.reader.read(self.keys.intakes(), 1, 500)
+                entries = await self.reader.read(self.intakes, 1, 500)
             except TRANSIENT as exc:
                 log.warning("redis unavailable; planner waits", error=str(exc))
                 await asyncio.sleep(1)
@@ -176,12 +181,12 @@ class Planner:
         people = self.registry.people_in(codes)
         parts = max(1, math.ceil(len(people) / self.part_size))
         if part is None and parts > 1:
+            # Other planners take parts 1.. while this one plans part 0 at once.
             async with self.redis.pipeline(transaction=False) as pipe:
-                for k in range(parts):
+                for k in range(1, parts):
                     pipe.xadd(stream or self.keys.intake(doc["priority"]), {"id": alert_id, "part": k})
                 await pipe.execute()
             log.info("planning in parts", alert_id=alert_id, recipients=len(people), parts=parts)
-            return
 
         k = part or 0
         first, last = k * self.part_size, min(len(people), (k + 1) * self.part_size)

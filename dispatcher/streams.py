@@ -113,8 +113,12 @@ async def reclaim(
 
 def encode_numbers(numbers: Sequence[int]) -> str:
     """Receipt numbers as compact ranges: [0, 1, 2, 5, 7, 8] -> '0-2,5,7-8'."""
-    parts: list[str] = []
     ordered = sorted(numbers)
+    if not ordered:
+        return ""
+    if ordered[-1] - ordered[0] == len(ordered) - 1:  # the usual case: one run (numbers are unique)
+        return str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
+    parts: list[str] = []
     i = 0
     while i < len(ordered):
         j = i

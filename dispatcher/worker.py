@@ -49,7 +49,7 @@ class Worker:
         entry_sizes = {s.channel: s.entry_size for s in self.senders}
         self.planners = [
             Planner(redis, self.keys, self.store, registry, entry_sizes, f"{self.name}/plan{i}",
-                    reclaim_idle_s=settings.reclaim_idle_s, part_size=settings.plan_part_size)
+                    reclaim_idle_s=settings.reclaim_idle_s, part_size=settings.plan_part_size, urgent_only=i > 0)
             for i in range(settings.planner_concurrency)
         ]
 
