@@ -126,3 +126,17 @@ async def test_large_alert_is_planned_in_parts_once_each(settings, redis):
         assert set(receipts.values()) == {1}
         phones = Counter(line["to"] for line in h.outbox())
         assert len(phones) == people
+
+
+async def test_planner_kept_for_urgent_alerts_leaves_minor_ones(settings, redis, sample_registry):
+    """With planners busy on a large Minor alert, the one kept for urgent alerts stays free."""
+    keys = Keys(settings.redis_prefix)
+    urgent = Planner(redis, keys, AlertStore(redis, keys), sample_registry, {"sms": 100}, "urgent", urgent_only=True)
+    await urgent.setup()
+    async with Harness(settings, redis, sample_registry) as h:
+        await h.post_alert(alert_json([DISTRICT], severity="Minor", urgency="Future"))
+        await h.post_alert(alert_json([DISTRICT], severity="Moderate", urgency="Expected"))
+        assert await urgent.reader.read(urgent.intakes, 10, 10) == []
+        _, extreme = await h.post_alert(alert_json(["420116001001"], severity="Extreme"))
+        taken = await urgent.reader.read(urgent.intakes, 10, 10)
+        assert [e.fields["id"] for e in taken] == [extreme["id"]]
