@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     secret: str | None = Field(None, description="signing key; generated under the data dir if unset")
     log_level: str = "info"
     max_body_bytes: int = Field(1 << 20, ge=1024)
+    retention_days: float = Field(90, ge=0, description="alerts and their receipts are kept this long; 0 keeps all")
 
     # workers
     worker_name: str | None = None

@@ -35,6 +35,10 @@ return {1, id}
 """
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def natural_key(sender: str, identifier: str) -> str:
     return f"{sender}|{identifier}"
 
@@ -50,24 +54,38 @@ class AlertStore:
         """Store the alert and queue it for planning. Returns (id, True) or (first id, False)."""
         alert_id = new_id()
         now = time.time()
+        idem = f"idem|{idempotency_key}" if idempotency_key else ""
         doc = {
             "id": alert_id,
             "alert": alert.model_dump(mode="json", exclude_none=True),
             "accepted_at": now,
             "priority": alert.priority(),
             "by": by,
+            "dedupe": [natural_key(alert.sender, alert.identifier), *([idem] if idem else [])],
         }
         keys = [self.keys.docs, self.keys.dedupe, self.keys.alert_index, self.keys.intake(alert.priority())]
-        args = [
-            alert_id,
-            dumps(doc),
-            natural_key(alert.sender, alert.identifier),
-            f"idem|{idempotency_key}" if idempotency_key else "",
-            int(now * 1000),
-        ]
+        args = [alert_id, dumps(doc), natural_key(alert.sender, alert.identifier), idem, int(now * 1000)]
         stored, the_id = await self._accept(keys, args)
         the_id = the_id.decode() if isinstance(the_id, bytes) else the_id
         return the_id, bool(stored)
+
+    async def prune(self, before: float, limit: int = 100) -> int:
+        """Forget alerts accepted before ``before`` (unix s): receipts, counters, document and
+        dedupe entries. Returns how many; call again while it returns ``limit``."""
+        ids = [_text(i) for i in await self.redis.zrangebyscore(
+            self.keys.alert_index, "-inf", f"({int(before * 1000)}", start=0, num=limit)]
+        for alert_id in ids:
+            doc = await self.doc(alert_id)
+            # The alert's own keys first: if this stops half-way, the index still names it.
+            await self.redis.unlink(*self.keys.alert_keys(alert_id), self.keys.plan_parts(alert_id))
+            async with self.redis.pipeline(transaction=True) as tx:
+                if doc:
+                    for key in doc.get("dedupe") or [natural_key(doc["alert"]["sender"], doc["alert"]["identifier"])]:
+                        tx.hdel(self.keys.dedupe, key)
+                tx.hdel(self.keys.docs, alert_id)
+                tx.zrem(self.keys.alert_index, alert_id)
+                await tx.execute()
+        return len(ids)
 
     async def doc(self, alert_id: str) -> dict | None:
         raw = await self.redis.hget(self.keys.docs, alert_id)

@@ -24,6 +24,7 @@ log = structlog.get_logger("shaozi.worker")
 
 HEARTBEAT_S = 5.0
 ALIVE_WITHIN_S = 15.0
+PRUNE_EVERY_S = 3600.0
 
 
 def worker_name(settings: Settings) -> str:
@@ -64,6 +65,8 @@ class Worker:
         tasks.append(asyncio.create_task(self._every(stop, HEARTBEAT_S, self.heartbeat)))
         tasks.append(asyncio.create_task(self._every(stop, 0.25, self._pump)))
         tasks.append(asyncio.create_task(self._every(stop, self.settings.reclaim_interval_s, self._reclaim)))
+        if self.settings.retention_days > 0:
+            tasks.append(asyncio.create_task(self._every(stop, PRUNE_EVERY_S, self.prune)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -77,6 +80,16 @@ class Worker:
 
     async def heartbeat(self) -> None:
         await self.redis.zadd(self.keys.workers, {self.name: time.time()})
+
+    async def prune(self, now: float | None = None) -> int:
+        """Forget alerts older than the retention period; returns how many."""
+        before = (now or time.time()) - self.settings.retention_days * 86400
+        pruned = 0
+        while (n := await self.store.prune(before)) > 0:
+            pruned += n
+        if pruned:
+            log.info("pruned old alerts", count=pruned, retention_days=self.settings.retention_days)
+        return pruned
 
     async def _pump(self) -> None:
         for sender in self.senders:

@@ -138,3 +138,25 @@ async def test_update_supersedes_what_is_not_yet_sent(harness, sample_registry):
     old = await eventually(drained)
     assert old["totals"]["cancelled"] > 0
     assert old["totals"]["cancelled"] + old["totals"].get("sent", 0) == total
+
+
+async def test_old_alerts_are_forgotten_after_the_retention_period(harness, redis):
+    worker = harness.start_worker()
+    alert = alert_json(["420116001001"], identifier="old-1", sender="district")
+    _, first = await harness.post_alert(alert, headers={"Idempotency-Key": "old-key"})
+    await harness.until_state(first["id"], "settled")
+    _, recent = await harness.post_alert(alert_json(["420116001001"]))
+    await harness.until_state(recent["id"], "settled")
+
+    assert await worker.prune() == 0  # nothing is 90 days old
+    accepted_at = (await harness.summary(first["id"]))["accepted_at"]
+    # a little over 90 days after the first (the index keeps milliseconds); the second came later
+    assert await worker.prune(now=accepted_at + 90 * 86400 + 0.002) == 1
+    status, _ = await harness.request("GET", f"/v1/alerts/{first['id']}")
+    assert status == 404
+    prefix = harness.settings.redis_prefix
+    assert [k async for k in redis.scan_iter(match=f"{prefix}:alert:{{{first['id']}}}*")] == []
+    assert (await harness.summary(recent["id"]))["totals"] == {"delivered": 4}
+    # its identifier and idempotency key are free again
+    status, again = await harness.post_alert(alert, headers={"Idempotency-Key": "old-key"})
+    assert status == 202 and again["id"] != first["id"]
