@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import structlog
 
-from channels.base import Channel
+from channels.base import Channel, Delivery
 from channels.console import ConsoleChannel
+from channels.twilio_sms import TwilioSMS
 from config import Settings
 
 log = structlog.get_logger("shaozi.channels")
+
+TWILIO_STATUS_PATH = "/hooks/twilio/status"
+
+
+def twilio_status_url(settings: Settings, delivery: Delivery) -> str:
+    """Where Twilio reports a message's progress; the receipt rides in the query."""
+    return f"{settings.base_url()}{TWILIO_STATUS_PATH}?r={delivery.receipt_id}"
 
 
 def build_channels(settings: Settings, *, log_messages: bool = True) -> dict[str, Channel]:
     """Channel name -> adapter. A channel that is not configured is not in the map."""
     console = ConsoleChannel(settings.data_dir / "outbox" / "console.jsonl", log_messages=log_messages)
     channels: dict[str, Channel] = {"console": console}
-    # SMS falls back to the console until an SMS provider is configured.
-    channels["sms"] = console
-    log.info("sms goes to the console outbox: no SMS provider is configured", outbox=str(console.outbox))
+    if settings.twilio_configured:
+        # Callbacks are asked for when Twilio can reach the public URL, or when the API base is
+        # not Twilio's own (a relay or a double that can reach a private one).
+        callbacks = settings.callbacks_reachable() or settings.twilio_api_base is not None
+        if not callbacks:
+            log.warning("SHAOZI_PUBLIC_URL is not a public address: Twilio cannot report delivery, "
+                        "SMS receipts will stay 'sent'", public_url=settings.base_url())
+        channels["sms"] = TwilioSMS(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            from_=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            api_base=settings.twilio_api_base,
+            status_callback=(lambda d: twilio_status_url(settings, d)) if callbacks else None,
+        )
+        log.info("sms goes through Twilio", api_base=settings.twilio_api_base or "api.twilio.com")
+    else:
+        # SMS falls back to the console until an SMS provider is configured.
+        channels["sms"] = console
+        log.info("sms goes to the console outbox: no SMS provider is configured", outbox=str(console.outbox))
     return channels

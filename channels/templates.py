@@ -42,3 +42,21 @@ def render_text(message: Message, ack_url: str | None = None) -> str:
     if ack_url:
         text += ("" if lang == "zh-CN" else " ") + ACK_HINT[lang] + ack_url
     return text
+
+
+# GSM 03.38 basic character set: a text of these alone goes in 7-bit segments.
+GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = set("^{}\\[~]|€\f")  # each counts twice
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS segments a text takes: 160/153 GSM-7 characters, or 70/67 UCS-2 code units
+    (any Chinese character makes the whole text UCS-2)."""
+    if all(c in GSM7 or c in GSM7_EXTENDED for c in text):
+        units, single, multi = sum(2 if c in GSM7_EXTENDED else 1 for c in text), 160, 153
+    else:
+        units, single, multi = len(text.encode("utf-16-le")) // 2, 70, 67
+    return 1 if units <= single else -(-units // multi)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -53,6 +54,13 @@ class Settings(BaseSettings):
     log_level: str = "info"
     max_body_bytes: int = Field(1 << 20, ge=1024)
     retention_days: float = Field(90, ge=0, description="alerts and their receipts are kept this long; 0 keeps all")
+
+    # Twilio (SMS); with none of it set, SMS goes to the console outbox
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = Field(None, description="sender number, E.164")
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str | None = Field(None, description="default Twilio's own API host; a relay or a test double")
 
     # workers
     worker_name: str | None = None
@@ -108,6 +116,16 @@ class Settings(BaseSettings):
         if self.secret:
             return self.secret
         return _kept_secret(self.data_dir / "secret", lambda: secrets.token_urlsafe(32))
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token
+                    and (self.twilio_from or self.twilio_messaging_service_sid))
+
+    def callbacks_reachable(self) -> bool:
+        """Whether a provider on the internet can call us back at the public URL."""
+        host = urlsplit(self.base_url()).hostname or ""
+        return bool(self.public_url) and host not in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -30,18 +30,14 @@ from dispatcher.models import (
     AlertSummary,
     ReceiptPage,
 )
+from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE, SETTINGS, STORE
+from dispatcher.hooks import twilio_status
 from dispatcher.problems import Problem, problem_middleware
 from dispatcher.receipts import receipt_view
 from dispatcher.worker import workers_alive
 
 log = structlog.get_logger("shaozi.api")
 
-SETTINGS = web.AppKey("settings", Settings)
-REDIS = web.AppKey("redis", Redis)
-STORE = web.AppKey("store", AlertStore)
-REGISTRY = web.AppKey("registry", Registry)
-KEYS = web.AppKey("keys", Keys)
-ROLE = web.RequestKey("role", str)
 
 END_STATES = ("settled", "cancelled", "expired")
 READ_ROLES = ROLES
@@ -288,6 +284,8 @@ ROUTES: list[Route] = [
     Route("GET", f"/v1/alerts/{ALERT_ID}/events", alert_events, "Progress as server-sent events",
           media="text/event-stream"),
     Route("GET", "/v1/regions", get_regions, "The regions tree of the registry"),
+    Route("POST", "/hooks/twilio/status", twilio_status, "Twilio message status (signed by Twilio)", None,
+          status=204, media="text/plain"),
     Route("GET", "/healthz", healthz, "The process is up", None),
     Route("GET", "/readyz", readyz, "Redis is reachable and a worker is alive", None),
     Route("GET", "/metrics", get_metrics, "Prometheus metrics", None, media="text/plain"),

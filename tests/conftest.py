@@ -98,11 +98,11 @@ async def eventually(check: Callable[[], Awaitable[object]], timeout_s: float = 
 class Harness:
     """The real API on a real port and, when started, a real worker in this process."""
 
-    def __init__(self, settings: Settings, redis: Redis, registry: Registry) -> None:
+    def __init__(self, settings: Settings, redis: Redis, registry: Registry, port: int = 0) -> None:
         self.settings = settings
         self.redis = redis
         self.registry = registry
-        self.server = TestServer(build_app(settings, redis, registry), port=0)
+        self.server = TestServer(build_app(settings, redis, registry), port=port)
         self.session: aiohttp.ClientSession | None = None
         self._worker_stop: asyncio.Event | None = None
         self._worker_task: asyncio.Task | None = None

@@ -1,0 +1,99 @@
+"""SMS through Twilio's Messages API, with the official ``twilio`` SDK.
+
+The SDK's own asyncio client (``AsyncTwilioHttpClient``, aiohttp underneath) keeps sends off
+the event loop without threads. ``SHAOZI_TWILIO_API_BASE`` points the SDK at a relay or a test
+double instead of Twilio's host.
+
+Twilio answers a send with the message queued; its later progress comes to
+``/hooks/twilio/status`` when the message carries a ``StatusCallback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from channels.base import Channel, ChannelError, Delivery, SendResult
+from channels.templates import render_text, sms_segments
+from config import ChannelLimits
+
+# Twilio error codes that are worth trying again (queue overflows, throttling); every other
+# 4xx is permanent: invalid number 21211, unsubscribed 21610, ...
+TRANSIENT_CODES = {20429, 21611, 30001}
+MAX_VALIDITY_S = 36_000  # Twilio's upper bound for ValidityPeriod
+
+
+def classify(exc: TwilioRestException) -> ChannelError:
+    code = str(exc.code) if exc.code else str(exc.status)
+    reason = exc.msg or f"HTTP {exc.status}"
+    recoverable = exc.status == 429 or exc.status >= 500 or (exc.code in TRANSIENT_CODES)
+    return ChannelError(reason, recoverable=recoverable, code=code)
+
+
+class TwilioSMS(Channel):
+    name = "sms"
+    secret_fields = ("auth_token",)
+    default_limits = ChannelLimits(concurrency=32)
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        from_: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_base: str | None = None,
+        status_callback: Callable[[Delivery], str] | None = None,
+    ) -> None:
+        if not (from_ or messaging_service_sid):
+            raise ValueError("Twilio SMS needs a sender number or a messaging service sid")
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.from_ = from_
+        self.messaging_service_sid = messaging_service_sid
+        self.api_base = api_base
+        self.status_callback = status_callback
+        self._http: AsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    async def start(self) -> None:
+        self._http = AsyncTwilioHttpClient(timeout=30)
+        self._client = Client(self.account_sid, self.auth_token, http_client=self._http)
+        if self.api_base:
+            self._client.api.base_url = self.api_base.rstrip("/")
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        if self._client is None:
+            await self.start()
+        text = render_text(delivery.message, delivery.ack_url)
+        params: dict[str, object] = {"to": delivery.address, "body": text}
+        if self.messaging_service_sid:
+            params["messaging_service_sid"] = self.messaging_service_sid
+        else:
+            params["from_"] = self.from_
+        if self.status_callback is not None:
+            params["status_callback"] = self.status_callback(delivery)
+        if delivery.message.expires_at is not None:
+            # A message still queued when the warning expires is dropped by Twilio itself.
+            left = int(delivery.message.expires_at - time.time())
+            if left <= 0:
+                raise ChannelError("the alert expired before sending", recoverable=False, code="expired")
+            params["validity_period"] = min(MAX_VALIDITY_S, left)
+        try:
+            message = await self._client.messages.create_async(**params)
+        except TwilioRestException as exc:
+            raise classify(exc) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise ChannelError(f"Twilio unreachable: {type(exc).__name__}", recoverable=True) from exc
+        return SendResult("sent", provider_id=message.sid, detail={"segments": sms_segments(text)})

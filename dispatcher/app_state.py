@@ -1,0 +1,16 @@
+"""Typed keys of the web application's state, shared by the API's handlers."""
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from config import Settings
+from contacts import Registry
+from dispatcher.alerts import AlertStore
+from dispatcher.keys import Keys
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+STORE = web.AppKey("store", AlertStore)
+REGISTRY = web.AppKey("registry", Registry)
+KEYS = web.AppKey("keys", Keys)
+ROLE = web.RequestKey("role", str)

@@ -1,0 +1,103 @@
+"""SMS through the real twilio SDK against a local double of Twilio's API; status callbacks
+signed with Twilio's algorithm, forged ones refused."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+from aiohttp.test_utils import TestServer
+
+from channels.catalog import build_channels
+from dispatcher.embedded import free_port
+from tests.conftest import Harness, alert_json, eventually
+from tests.doubles.twilio import TwilioDouble
+
+SID = "AC" + "1" * 32
+TOKEN = "twilio-test-token"
+
+
+@pytest.fixture
+async def twilio():
+    double = TwilioDouble(SID, TOKEN)
+    server = TestServer(double.app(), port=0)
+    await server.start_server()
+    double.url = str(server.make_url("")).rstrip("/")
+    yield double
+    await server.close()
+
+
+@pytest.fixture
+async def sms(settings, redis, sample_registry, twilio):
+    port = free_port()
+    settings = settings.model_copy(update={
+        "twilio_account_sid": SID, "twilio_auth_token": SecretStr(TOKEN), "twilio_from": "+15005550006",
+        "twilio_api_base": twilio.url, "public_url": f"http://127.0.0.1:{port}",
+        "retry_base_s": 0.05, "retry_max_s": 0.1,
+    })
+    async with Harness(settings, redis, sample_registry, port=port) as h:
+        h.start_worker(build_channels(settings, log_messages=False))
+        yield h
+
+
+async def _receipts(h, alert_id) -> dict[str, dict]:
+    _, page = await h.request("GET", f"/v1/alerts/{alert_id}/receipts?limit=1000")
+    return {r["address"]: r for r in page["items"]}
+
+
+async def test_sends_with_the_real_sdk_and_follows_status_callbacks(sms, twilio):
+    alert = alert_json(["420116001001"])
+    alert["info"]["expires"] = "2099-01-01T00:00:00+08:00"
+    _, accepted = await sms.post_alert(alert)
+    summary = await sms.until_state(accepted["id"], "settled")
+    assert summary["totals"] == {"sent": 4}
+    assert len(twilio.requests) == 4
+    form = twilio.requests[0]
+    assert form["From"] == "+15005550006" and form["To"].startswith("+86138")
+    assert "暴雨预警" in form["Body"]
+    assert form["StatusCallback"].startswith(f"{sms.settings.public_url}/hooks/twilio/status?r={accepted['id']}.")
+    assert 0 < int(form["ValidityPeriod"]) <= 36_000
+
+    receipts = await _receipts(sms, accepted["id"])
+    sids = {r["address"]: r["provider_id"] for r in receipts.values()}
+    assert all(sid in twilio.sent for sid in sids.values())
+
+    first, second = list(sids.values())[:2]
+    assert await twilio.report(first, "delivered") == 204
+    assert await twilio.report(first, "sent") == 204  # late and out of order: harmless
+    assert await twilio.report(second, "undelivered", error_code="30003") == 204
+    assert await twilio.report(second, "undelivered", error_code="30003") == 204  # twice: harmless
+
+    async def moved():
+        s = await sms.summary(accepted["id"])
+        return s if s["totals"] == {"sent": 2, "delivered": 1, "failed": 1} else None
+
+    await eventually(moved)
+    receipts = await _receipts(sms, accepted["id"])
+    by_sid = {r["provider_id"]: r for r in receipts.values()}
+    assert by_sid[first]["state"] == "delivered"
+    assert by_sid[second]["state"] == "failed" and by_sid[second]["error"].startswith("30003")
+
+
+async def test_rate_limited_then_sent_and_invalid_number_failed(sms, twilio):
+    twilio.failures = {"+8613800000003": [20429], "+8613800000004": [21211]}
+    _, accepted = await sms.post_alert(alert_json(["420116001001"]))
+    summary = await sms.until_state(accepted["id"], "settled")
+    assert summary["totals"] == {"sent": 3, "failed": 1}
+    receipts = await _receipts(sms, accepted["id"])
+    assert receipts["+8613800000003"]["attempts"] == 2 and receipts["+8613800000003"]["state"] == "sent"
+    invalid = receipts["+8613800000004"]
+    assert invalid["state"] == "failed" and invalid["attempts"] == 1 and invalid["error"].startswith("21211")
+    assert [f["To"] for f in twilio.requests].count("+8613800000004") == 1
+
+
+async def test_forged_and_unsigned_callbacks_are_refused(sms, twilio):
+    _, accepted = await sms.post_alert(alert_json(["420116001001"]))
+    await sms.until_state(accepted["id"], "settled")
+    sid = next(iter(twilio.sent))
+    assert await twilio.report(sid, "delivered", token="not-the-token") == 403
+    url = twilio.sent[sid]["StatusCallback"]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, data={"MessageSid": sid, "MessageStatus": "delivered"}) as resp:
+            assert resp.status == 403
+    assert (await sms.summary(accepted["id"]))["totals"] == {"sent": 4}
