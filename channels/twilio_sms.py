@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -29,11 +31,36 @@ TRANSIENT_CODES = {20429, 21611, 30001}
 MAX_VALIDITY_S = 36_000  # Twilio's upper bound for ValidityPeriod
 
 
-def classify(exc: TwilioRestException) -> ChannelError:
+# The SDK's exceptions do not carry the answer's headers; the HTTP client keeps Twilio's
+# Retry-After for the task that made the request (each send runs in a task of its own).
+_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
+
+
+def _seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class _HttpClient(AsyncTwilioHttpClient):
+    async def request(self, *args, **kwargs):
+        response = await super().request(*args, **kwargs)
+        _retry_after.set(_seconds(response.headers.get("Retry-After") if response.headers else None))
+        return response
+
+
+def classify(exc: TwilioRestException, retry_after_s: float | None = None) -> ChannelError:
     code = str(exc.code) if exc.code else str(exc.status)
     reason = exc.msg or f"HTTP {exc.status}"
     recoverable = exc.status == 429 or exc.status >= 500 or (exc.code in TRANSIENT_CODES)
-    return ChannelError(reason, recoverable=recoverable, code=code)
+    return ChannelError(reason, recoverable=recoverable, code=code,
+                        retry_after_s=retry_after_s if recoverable else None)
 
 
 class TwilioSMS(Channel):
@@ -63,7 +90,7 @@ class TwilioSMS(Channel):
         self._client: Client | None = None
 
     async def start(self) -> None:
-        self._http = AsyncTwilioHttpClient(timeout=30)
+        self._http = _HttpClient(timeout=30)
         self._client = Client(self.account_sid, self.auth_token, http_client=self._http)
         if self.api_base:
             self._client.api.base_url = self.api_base.rstrip("/")
@@ -93,7 +120,7 @@ class TwilioSMS(Channel):
         try:
             message = await self._client.messages.create_async(**params)
         except TwilioRestException as exc:
-            raise classify(exc) from exc
+            raise classify(exc, _retry_after.get()) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise ChannelError(f"Twilio unreachable: {type(exc).__name__}", recoverable=True) from exc
         return SendResult("sent", provider_id=message.sid, detail={"segments": sms_segments(text)})

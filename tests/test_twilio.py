@@ -85,7 +85,12 @@ async def test_rate_limited_then_sent_and_invalid_number_failed(sms, twilio):
     summary = await sms.until_state(accepted["id"], "settled")
     assert summary["totals"] == {"sent": 3, "failed": 1}
     receipts = await _receipts(sms, accepted["id"])
-    assert receipts["+8613800000003"]["attempts"] == 2 and receipts["+8613800000003"]["state"] == "sent"
+    busy = receipts["+8613800000003"]
+    assert busy["attempts"] == 2 and busy["state"] == "sent"
+    # the second attempt waited for Twilio's Retry-After (1 s), not the configured 0.05 s backoff
+    (queued, sending, sent) = busy["history"]
+    assert (queued["state"], sending["state"], sent["state"]) == ("queued", "sending", "sent")
+    assert sent["at"] - sending["at"] >= twilio.retry_after_s
     invalid = receipts["+8613800000004"]
     assert invalid["state"] == "failed" and invalid["attempts"] == 1 and invalid["error"].startswith("21211")
     assert [f["To"] for f in twilio.requests].count("+8613800000004") == 1

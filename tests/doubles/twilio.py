@@ -27,6 +27,7 @@ class TwilioDouble:
     failures: dict[str, list[int]] = field(default_factory=dict)
     requests: list[dict[str, str]] = field(default_factory=list)
     sent: dict[str, dict[str, str]] = field(default_factory=dict)  # message sid -> its request
+    retry_after_s: int = 1
     _sids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> web.Application:
@@ -51,7 +52,10 @@ class TwilioDouble:
         if planned:
             code = planned.pop(0)
             status, message = ERRORS[code]
-            return self._error(code, status, message.format(to=form["To"]))
+            answer = self._error(code, status, message.format(to=form["To"]))
+            if status == 429:
+                answer.headers["Retry-After"] = str(self.retry_after_s)
+            return answer
         sid = f"SM{next(self._sids):032x}"
         self.sent[sid] = form
         return web.json_response({
