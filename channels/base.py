@@ -79,6 +79,8 @@ class Channel:
     name: ClassVar[str]
     #: how hard a worker may drive it unless the settings say otherwise
     default_limits: ClassVar[ChannelLimits] = ChannelLimits()
+    #: whether a reply from an address acknowledges the latest message sent to it (SMS)
+    replies_acknowledge: ClassVar[bool] = False
     #: fields of the adapter's configuration that must never be logged or printed
     secret_fields: ClassVar[tuple[str, ...]] = ()
 

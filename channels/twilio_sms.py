@@ -67,6 +67,7 @@ class TwilioSMS(Channel):
     name = "sms"
     secret_fields = ("auth_token",)
     default_limits = ChannelLimits(concurrency=32)
+    replies_acknowledge = True
 
     def __init__(
         self,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 
 import structlog
 from aiohttp import web
 from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
-from dispatcher.app_state import SETTINGS, STORE
+from dispatcher.app_state import KEYS, REDIS, SETTINGS, STORE
 from dispatcher.problems import Problem
 from dispatcher.receipts import Change, parse_receipt_id
 
@@ -20,31 +22,70 @@ TWILIO_STATES = {"sent": "sent", "delivered": "delivered", "undelivered": "faile
                  "canceled": "failed"}
 
 
-async def twilio_status(request: web.Request) -> web.Response:
-    """``POST /hooks/twilio/status?r=<receipt>``: a message's progress, signed by Twilio."""
+ACK_WORDS = {"1", "收到", "ok", "ack"}
+REPLIES = {
+    "acknowledged": "已确认收到预警，谢谢。Acknowledged, thank you.",
+    "already": "此预警已确认过。Already acknowledged.",
+    "unknown": "未找到需要确认的预警。No warning to acknowledge.",
+    "help": "回复1或“收到”确认收到预警。Reply 1 or OK to acknowledge the warning.",
+}
+
+
+async def _twilio_form(request: web.Request) -> dict[str, str]:
+    """The callback's form, once its X-Twilio-Signature is checked (403 otherwise)."""
     settings = request.app[SETTINGS]
     if not settings.twilio_configured:
         raise Problem(404, "Not Found", "Twilio is not configured")
     signature = request.headers.get("X-Twilio-Signature", "")
-    form = dict(await request.post())
+    form = {k: str(v) for k, v in (await request.post()).items()}
     # Twilio signs the URL it called: the public one, not the one this process listens on.
     url = settings.base_url() + request.path_qs
-    if not signature or not RequestValidator(settings.twilio_auth_token.get_secret_value()).validate(
-            url, form, signature):
+    validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
+    if not signature or not validator.validate(url, form, signature):
         log.warning("refused an unsigned or wrongly signed Twilio callback", path=request.path)
         raise Problem(403, "Forbidden", "X-Twilio-Signature does not match")
+    return form
+
+
+async def twilio_status(request: web.Request) -> web.Response:
+    """``POST /hooks/twilio/status?r=<receipt>``: a message's progress, signed by Twilio."""
+    form = await _twilio_form(request)
     try:
         alert_id, number = parse_receipt_id(request.query.get("r", ""))
     except ValueError as exc:
         raise Problem(400, "Bad callback", "the callback URL names no receipt") from exc
-    state = TWILIO_STATES.get(str(form.get("MessageStatus", "")))
+    state = TWILIO_STATES.get(form.get("MessageStatus", ""))
     if state is None:
         return web.Response(status=204)
     fields = {"p": form.get("MessageSid") or None}
     if state == "failed":
-        code = form.get("ErrorCode") or "unknown"
-        fields["e"] = f"{code}: Twilio reports the message {form.get('MessageStatus')}"
-    applied = await request.app[STORE].receipts.apply(alert_id, [Change(number, state, fields)], now=time.time())
-    log.info("twilio status", alert_id=alert_id, delivery_id=f"{alert_id}.{number}", status=form.get("MessageStatus"),
-             applied=applied[0])
+        fields["e"] = f"{form.get('ErrorCode') or 'unknown'}: Twilio reports the message {form.get('MessageStatus')}"
+    applied = await request.app[STORE].receipts.apply(alert_id, [Change(number, state, fields)], time.time())
+    log.info("twilio status", alert_id=alert_id, delivery_id=f"{alert_id}.{number}",
+             status=form.get("MessageStatus"), applied=applied[0])
     return web.Response(status=204)
+
+
+async def twilio_inbound(request: web.Request) -> web.Response:
+    """``POST /hooks/twilio/inbound``: an SMS reply. "1", "收到", "ok" or "ACK" (any case or
+    width) acknowledges the latest warning sent to that number; the answer is TwiML."""
+    form = await _twilio_form(request)
+    word = unicodedata.normalize("NFKC", form.get("Body", "")).strip().casefold().rstrip("。.!！")
+    if word not in ACK_WORDS:
+        return _twiml(REPLIES["help"])
+    keys, store = request.app[KEYS], request.app[STORE]
+    latest = await request.app[REDIS].hget(keys.latest("sms"), form.get("From", ""))
+    if latest is None:
+        log.info("sms reply from a number with no warning", reply=word)
+        return _twiml(REPLIES["unknown"])
+    alert_id, number = parse_receipt_id(latest.decode() if isinstance(latest, bytes) else latest)
+    change = Change(number, "acknowledged", {"note": "acknowledged by SMS reply"})
+    applied = (await store.receipts.apply(alert_id, [change], time.time()))[0]
+    log.info("sms reply", alert_id=alert_id, delivery_id=f"{alert_id}.{number}", acknowledged=applied)
+    return _twiml(REPLIES["acknowledged" if applied else "already"])
+
+
+def _twiml(text: str) -> web.Response:
+    reply = MessagingResponse()
+    reply.message(text)
+    return web.Response(text=str(reply), content_type="text/xml", charset="utf-8")

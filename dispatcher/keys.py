@@ -78,6 +78,10 @@ class Keys:
         """sorted set: delivery messages to send again, scored by when (unix s)"""
         return f"{self.prefix}:{{q:{channel}}}:retry"
 
+    def latest(self, channel: str) -> str:
+        """hash: address -> the latest receipt sent to it on the channel (replies acknowledge it)"""
+        return f"{self.prefix}:{{q:{channel}}}:latest"
+
     # process-wide
     @property
     def workers(self) -> str:

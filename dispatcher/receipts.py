@@ -204,8 +204,9 @@ return out
 """
 
 # ARGV[1] now, ARGV[2] JSON list of [number, state, {e: error, p: provider id, retry_at, note}].
-# A state equal to the current one only updates the fields (a failed attempt that will be
-# retried stays 'sending'). Returns 1 or 0 per change: applied or refused.
+# 'sending' again only updates the fields (a failed attempt that will be retried stays
+# 'sending'); any other repeated state is refused like a backward one. Returns 1 or 0 per
+# change: applied or refused.
 _APPLY = _LUA_COMMON + r"""
 local now = ARGV[1]
 local changes = cjson.decode(ARGV[2])
@@ -214,7 +215,7 @@ local out = {}
 for i, change in ipairs(changes) do
   local r, to, fields = found[numbers[i]], change[2], change[3]
   local ok = 0
-  if r and (r.s == to or NEXT[r.s][to]) then
+  if r and ((r.s == to and to == 'sending') or NEXT[r.s][to]) then
     if fields.p or fields.e then set_detail(r, fields.p, fields.e) end
     if fields.retry_at then r.ra = clean(fields.retry_at) end
     if r.s == to then r.t = now else move(r, to, now, fields.note or fields.e) end

@@ -223,6 +223,7 @@ class Sender:
             priority_of[alert_id] = min(priority_of.get(alert_id, 9), self.streams.index(e.stream))
 
         retries: dict[str, float] = {}
+        reached: dict[str, str] = {}  # address -> receipt id, for channels whose replies acknowledge
         for alert_id, alert_claims in claims.items():
             started = time.time()
             claimed = await self.book.begin(alert_id, alert_claims, started, reclaimed=reclaimed)
@@ -241,10 +242,12 @@ class Sender:
                 changes.append(change)
                 if retry_at is not None:
                     retries[f"{priority_of[alert_id]}|{alert_id}|{c.number}|{c.attempt}"] = retry_at
+                elif self.adapter.replies_acknowledge and isinstance(outcome, SendResult):
+                    reached[c.address] = receipt_id(alert_id, c.number)
             applied = await self.book.apply(alert_id, changes, time.time())
             metrics.record(self.channel, [c.state for c, ok in zip(changes, applied) if ok], time.time() - started)
 
-        await self._finish(entries, retries)
+        await self._finish(entries, retries, reached)
 
     async def _send(self, deliveries: list[Delivery]) -> list[SendResult | ChannelError]:
         try:
@@ -264,14 +267,17 @@ class Sender:
         retry_at = time.time() + backoff_s(attempts, self.retry_base_s, self.retry_max_s, outcome.retry_after_s)
         return Change(number, "sending", {"e": error, "retry_at": round(retry_at, 3)}), retry_at
 
-    async def _finish(self, entries: list[Entry], retries: dict[str, float]) -> None:
-        """Schedule retries and acknowledge the entries, in one transaction on the channel's keys."""
+    async def _finish(self, entries: list[Entry], retries: dict[str, float], reached: dict[str, str]) -> None:
+        """Schedule retries, note each address's latest receipt and acknowledge the entries, in
+        one transaction on the channel's keys."""
         by_stream: dict[str, list[str]] = defaultdict(list)
         for e in entries:
             by_stream[e.stream].append(e.id)
         async with self.redis.pipeline(transaction=True) as tx:
             if retries:
                 tx.zadd(self.keys.retries(self.channel), retries)
+            if reached:
+                tx.hset(self.keys.latest(self.channel), mapping=reached)
             for stream, ids in by_stream.items():
                 tx.xack(stream, SENDER_GROUP, *ids)
                 tx.xdel(stream, *ids)

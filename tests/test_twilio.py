@@ -106,3 +106,27 @@ async def test_forged_and_unsigned_callbacks_are_refused(sms, twilio):
         async with session.post(url, data={"MessageSid": sid, "MessageStatus": "delivered"}) as resp:
             assert resp.status == 403
     assert (await sms.summary(accepted["id"]))["totals"] == {"sent": 4}
+
+
+async def test_sms_reply_acknowledges_that_officers_latest_receipt(sms, twilio):
+    _, accepted = await sms.post_alert(alert_json(["420116001001"]))
+    await sms.until_state(accepted["id"], "settled")
+    inbound = f"{sms.settings.public_url}/hooks/twilio/inbound"
+
+    status, answer = await twilio.reply(inbound, "+8613800000002", " 收到 ")
+    assert status == 200 and "<Response><Message>已确认收到预警" in answer
+    status, answer = await twilio.reply(inbound, "+8613800000003", "ＯＫ")  # full width, upper case
+    assert "已确认收到预警" in answer
+    status, answer = await twilio.reply(inbound, "+8613800000002", "1")
+    assert "已确认过" in answer  # twice: harmless, and says so
+    status, answer = await twilio.reply(inbound, "+8613999999999", "1")
+    assert "未找到需要确认的预警" in answer  # a number we sent nothing to acknowledges nothing
+    status, answer = await twilio.reply(inbound, "+8613800000004", "what?")
+    assert "回复1" in answer
+    status, _ = await twilio.reply(inbound, "+8613800000004", "1", token="forged")
+    assert status == 403
+
+    receipts = await _receipts(sms, accepted["id"])
+    assert {a for a, r in receipts.items() if r["state"] == "acknowledged"} == {"+8613800000002", "+8613800000003"}
+    assert receipts["+8613800000002"]["history"][-1]["note"] == "acknowledged by SMS reply"
+    assert (await sms.summary(accepted["id"]))["totals"] == {"sent": 2, "acknowledged": 2}

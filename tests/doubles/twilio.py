@@ -72,6 +72,15 @@ class TwilioDouble:
         return web.json_response({"code": code, "message": message, "status": status,
                                   "more_info": f"https://www.twilio.com/docs/errors/{code}"}, status=status)
 
+    async def reply(self, url: str, from_: str, body: str, *, token: str | None = None) -> tuple[int, str]:
+        """An inbound SMS, posted to the number's webhook as Twilio does; returns (status, answer)."""
+        params = {"MessageSid": f"SM{next(self._sids):032x}", "AccountSid": self.account_sid, "From": from_,
+                  "To": "+15005550006", "Body": body, "NumMedia": "0"}
+        signature = RequestValidator(token or self.auth_token).compute_signature(url, params)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
+                return resp.status, await resp.text()
+
     async def report(self, sid: str, status: str, *, error_code: str | None = None,
                      token: str | None = None) -> int:
         """Post a status callback for a message as Twilio does: form-encoded, signed."""
