@@ -7,11 +7,13 @@ import structlog
 from channels.base import Channel, Delivery
 from channels.console import ConsoleChannel
 from channels.twilio_sms import TwilioSMS
+from channels.twilio_voice import TwilioVoice
 from config import Settings
 
 log = structlog.get_logger("shaozi.channels")
 
 TWILIO_STATUS_PATH = "/hooks/twilio/status"
+TWILIO_VOICE_PATH = "/hooks/twilio/voice"
 
 
 def twilio_status_url(settings: Settings, delivery: Delivery) -> str:
@@ -39,6 +41,16 @@ def build_channels(settings: Settings, *, log_messages: bool = True) -> dict[str
             status_callback=(lambda d: twilio_status_url(settings, d)) if callbacks else None,
         )
         log.info("sms goes through Twilio", api_base=settings.twilio_api_base or "api.twilio.com")
+        if settings.twilio_from:  # a call needs a number; a messaging service cannot place one
+            channels["voice"] = TwilioVoice(
+                settings.twilio_account_sid,
+                settings.twilio_auth_token.get_secret_value(),
+                from_=settings.twilio_from,
+                api_base=settings.twilio_api_base,
+                status_callback=(lambda d: twilio_status_url(settings, d)) if callbacks else None,
+                gather_url=(lambda d: f"{settings.base_url()}{TWILIO_VOICE_PATH}?r={d.receipt_id}")
+                if callbacks else None,
+            )
     else:
         # SMS falls back to the console until an SMS provider is configured.
         channels["sms"] = console

@@ -13,8 +13,20 @@ CANCELLED = {"zh-CN": "【解除】", "en": "[CANCELLED] "}
 ACK_HINT = {"zh-CN": "收到请回复1或点击：", "en": "Reply 1 or open to acknowledge: "}
 
 
+PRESS_TO_ACK = {"zh-CN": "确认收到请按任意键。", "en": "Press any key to acknowledge."}
+# Twilio <Say> voices: Mandarin for Chinese, US English otherwise.
+VOICES = {"zh-CN": ("cmn-CN", "Polly.Zhiyu"), "en": ("en-US", "Polly.Joanna")}
+
+
 def language(lang: str) -> str:
     return "zh-CN" if lang.lower().startswith("zh") else "en"
+
+
+def render_speech(message: Message) -> tuple[str, str, str]:
+    """What a voice call reads out, with its <Say> language and voice."""
+    lang = language(message.lang)
+    text = render_text(message).replace("【", "").replace("】", "，")
+    return f"{text} {PRESS_TO_ACK[lang]}", *VOICES[lang]
 
 
 def render_text(message: Message, ack_url: str | None = None) -> str:

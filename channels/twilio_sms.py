@@ -1,71 +1,20 @@
-"""SMS through Twilio's Messages API, with the official ``twilio`` SDK.
-
-The SDK's own asyncio client (``AsyncTwilioHttpClient``, aiohttp underneath) keeps sends off
-the event loop without threads. ``SHAOZI_TWILIO_API_BASE`` points the SDK at a relay or a test
-double instead of Twilio's host.
-
-Twilio answers a send with the message queued; its later progress comes to
-``/hooks/twilio/status`` when the message carries a ``StatusCallback``.
-"""
+"""SMS through Twilio's Messages API (see ``channels.twilio_base``)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
-from email.utils import parsedate_to_datetime
 
-import aiohttp
-from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.rest import Client
-
-from channels.base import Channel, ChannelError, Delivery, SendResult
+from channels.base import ChannelError, Delivery, SendResult
 from channels.templates import render_text, sms_segments
+from channels.twilio_base import TwilioChannel
 from config import ChannelLimits
 
-# Twilio error codes that are worth trying again (queue overflows, throttling); every other
-# 4xx is permanent: invalid number 21211, unsubscribed 21610, ...
-TRANSIENT_CODES = {20429, 21611, 30001}
 MAX_VALIDITY_S = 36_000  # Twilio's upper bound for ValidityPeriod
 
 
-# The SDK's exceptions do not carry the answer's headers; the HTTP client keeps Twilio's
-# Retry-After for the task that made the request (each send runs in a task of its own).
-_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
-
-
-def _seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
-class _HttpClient(AsyncTwilioHttpClient):
-    async def request(self, *args, **kwargs):
-        response = await super().request(*args, **kwargs)
-        _retry_after.set(_seconds(response.headers.get("Retry-After") if response.headers else None))
-        return response
-
-
-def classify(exc: TwilioRestException, retry_after_s: float | None = None) -> ChannelError:
-    code = str(exc.code) if exc.code else str(exc.status)
-    reason = exc.msg or f"HTTP {exc.status}"
-    recoverable = exc.status == 429 or exc.status >= 500 or (exc.code in TRANSIENT_CODES)
-    return ChannelError(reason, recoverable=recoverable, code=code,
-                        retry_after_s=retry_after_s if recoverable else None)
-
-
-class TwilioSMS(Channel):
+class TwilioSMS(TwilioChannel):
     name = "sms"
-    secret_fields = ("auth_token",)
     default_limits = ChannelLimits(concurrency=32)
     replies_acknowledge = True
 
@@ -81,29 +30,12 @@ class TwilioSMS(Channel):
     ) -> None:
         if not (from_ or messaging_service_sid):
             raise ValueError("Twilio SMS needs a sender number or a messaging service sid")
-        self.account_sid = account_sid
-        self.auth_token = auth_token
+        super().__init__(account_sid, auth_token, api_base=api_base, status_callback=status_callback)
         self.from_ = from_
         self.messaging_service_sid = messaging_service_sid
-        self.api_base = api_base
-        self.status_callback = status_callback
-        self._http: AsyncTwilioHttpClient | None = None
-        self._client: Client | None = None
-
-    async def start(self) -> None:
-        self._http = _HttpClient(timeout=30)
-        self._client = Client(self.account_sid, self.auth_token, http_client=self._http)
-        if self.api_base:
-            self._client.api.base_url = self.api_base.rstrip("/")
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     async def send(self, delivery: Delivery) -> SendResult:
-        if self._client is None:
-            await self.start()
+        client = await self.client()
         text = render_text(delivery.message, delivery.ack_url)
         params: dict[str, object] = {"to": delivery.address, "body": text}
         if self.messaging_service_sid:
@@ -118,10 +50,5 @@ class TwilioSMS(Channel):
             if left <= 0:
                 raise ChannelError("the alert expired before sending", recoverable=False, code="expired")
             params["validity_period"] = min(MAX_VALIDITY_S, left)
-        try:
-            message = await self._client.messages.create_async(**params)
-        except TwilioRestException as exc:
-            raise classify(exc, _retry_after.get()) from exc
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise ChannelError(f"Twilio unreachable: {type(exc).__name__}", recoverable=True) from exc
+        message = await self.call(client.messages.create_async(**params))
         return SendResult("sent", provider_id=message.sid, detail={"segments": sms_segments(text)})

@@ -31,7 +31,7 @@ from dispatcher.models import (
     ReceiptPage,
 )
 from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE, SETTINGS, STORE
-from dispatcher.hooks import twilio_inbound, twilio_status
+from dispatcher.hooks import twilio_inbound, twilio_status, twilio_voice
 from dispatcher.problems import Problem, problem_middleware
 from dispatcher.receipts import receipt_view
 from dispatcher.worker import workers_alive
@@ -286,6 +286,8 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/regions", get_regions, "The regions tree of the registry"),
     Route("POST", "/hooks/twilio/status", twilio_status, "Twilio message status (signed by Twilio)", None,
           status=204, media="text/plain"),
+    Route("POST", "/hooks/twilio/voice", twilio_voice, "A key pressed during a warning call (signed by Twilio)",
+          None, media="text/xml"),
     Route("POST", "/hooks/twilio/inbound", twilio_inbound, "An SMS reply (signed by Twilio); answers TwiML", None,
           media="text/xml"),
     Route("GET", "/healthz", healthz, "The process is up", None),

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
 
 from dispatcher.app_state import KEYS, REDIS, SETTINGS, STORE
 from dispatcher.problems import Problem
@@ -16,10 +17,11 @@ from dispatcher.receipts import Change, parse_receipt_id
 
 log = structlog.get_logger("shaozi.hooks")
 
-# Twilio's MessageStatus -> receipt state; the rest (accepted, queued, sending, ...) say
-# nothing a receipt does not know already.
+# Twilio's MessageStatus and CallStatus -> receipt state; the rest (accepted, queued, sending,
+# ringing, in-progress, ...) say nothing a receipt does not know already. A call that was
+# answered is delivered; a key pressed during it acknowledges (``twilio_voice``).
 TWILIO_STATES = {"sent": "sent", "delivered": "delivered", "undelivered": "failed", "failed": "failed",
-                 "canceled": "failed"}
+                 "canceled": "failed", "completed": "delivered", "busy": "failed", "no-answer": "failed"}
 
 
 ACK_WORDS = {"1", "收到", "ok", "ack"}
@@ -54,15 +56,17 @@ async def twilio_status(request: web.Request) -> web.Response:
         alert_id, number = parse_receipt_id(request.query.get("r", ""))
     except ValueError as exc:
         raise Problem(400, "Bad callback", "the callback URL names no receipt") from exc
-    state = TWILIO_STATES.get(form.get("MessageStatus", ""))
+    status = form.get("MessageStatus") or form.get("CallStatus") or ""
+    state = TWILIO_STATES.get(status)
     if state is None:
         return web.Response(status=204)
-    fields = {"p": form.get("MessageSid") or None}
+    fields = {"p": form.get("MessageSid") or form.get("CallSid") or None}
     if state == "failed":
-        fields["e"] = f"{form.get('ErrorCode') or 'unknown'}: Twilio reports the message {form.get('MessageStatus')}"
+        what = "message" if "MessageStatus" in form else "call"
+        fields["e"] = f"{form.get('ErrorCode') or status}: Twilio reports the {what} {status}"
     applied = await request.app[STORE].receipts.apply(alert_id, [Change(number, state, fields)], time.time())
-    log.info("twilio status", alert_id=alert_id, delivery_id=f"{alert_id}.{number}",
-             status=form.get("MessageStatus"), applied=applied[0])
+    log.info("twilio status", alert_id=alert_id, delivery_id=f"{alert_id}.{number}", status=status,
+             applied=applied[0])
     return web.Response(status=204)
 
 
@@ -83,6 +87,24 @@ async def twilio_inbound(request: web.Request) -> web.Response:
     applied = (await store.receipts.apply(alert_id, [change], time.time()))[0]
     log.info("sms reply", alert_id=alert_id, delivery_id=f"{alert_id}.{number}", acknowledged=applied)
     return _twiml(REPLIES["acknowledged" if applied else "already"])
+
+
+async def twilio_voice(request: web.Request) -> web.Response:
+    """``POST /hooks/twilio/voice?r=<receipt>``: the <Gather> of a warning call; any key pressed
+    acknowledges that receipt."""
+    form = await _twilio_form(request)
+    try:
+        alert_id, number = parse_receipt_id(request.query.get("r", ""))
+    except ValueError as exc:
+        raise Problem(400, "Bad callback", "the callback URL names no receipt") from exc
+    response = VoiceResponse()
+    if form.get("Digits"):
+        change = Change(number, "acknowledged", {"note": "acknowledged by a key pressed during the call"})
+        applied = (await request.app[STORE].receipts.apply(alert_id, [change], time.time()))[0]
+        log.info("call acknowledged", alert_id=alert_id, delivery_id=f"{alert_id}.{number}", new=applied)
+        response.say("已确认收到预警，谢谢。", language="cmn-CN", voice="Polly.Zhiyu")
+    response.hangup()
+    return web.Response(text=str(response), content_type="text/xml", charset="utf-8")
 
 
 def _twiml(text: str) -> web.Response:

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from channels.catalog import build_channels
 from dispatcher.embedded import free_port
+from contacts import Registry
 from tests.conftest import Harness, alert_json, eventually
 from tests.doubles.twilio import TwilioDouble
 
@@ -130,3 +131,37 @@ async def test_sms_reply_acknowledges_that_officers_latest_receipt(sms, twilio):
     assert {a for a, r in receipts.items() if r["state"] == "acknowledged"} == {"+8613800000002", "+8613800000003"}
     assert receipts["+8613800000002"]["history"][-1]["note"] == "acknowledged by SMS reply"
     assert (await sms.summary(accepted["id"]))["totals"] == {"sent": 2, "acknowledged": 2}
+
+
+async def test_voice_call_reads_the_warning_and_a_key_acknowledges(settings, redis, sample_registry, twilio):
+    port = free_port()
+    settings = settings.model_copy(update={
+        "twilio_account_sid": SID, "twilio_auth_token": SecretStr(TOKEN), "twilio_from": "+15005550006",
+        "twilio_api_base": twilio.url, "public_url": f"http://127.0.0.1:{port}",
+    })
+    people = [p.model_copy(update={"channels": ["voice"]}) for p in sample_registry.people_in(["420116001001"])]
+    registry = Registry(sample_registry.regions, people)
+    async with Harness(settings, redis, registry, port=port) as h:
+        h.start_worker(build_channels(settings, log_messages=False))
+        _, accepted = await h.post_alert(alert_json(["420116001001"], severity="Extreme"))
+        assert (await h.until_state(accepted["id"], "settled"))["totals"] == {"sent": 4}
+        calls = {sid: form for sid, form in twilio.sent.items() if sid.startswith("CA")}
+        assert len(calls) == 4
+        sid, form = next(iter(calls.items()))
+        twiml = form["Twiml"]
+        assert '<Say language="cmn-CN" loop="2" voice="Polly.Zhiyu">' in twiml and "暴雨预警" in twiml
+        gather = twiml.split('action="')[1].split('"')[0].replace("&amp;", "&")
+        assert gather.startswith(f"{settings.public_url}/hooks/twilio/voice?r={accepted['id']}.")
+
+        status, answer = await twilio.post_signed(gather, {"CallSid": sid, "Digits": "1", "AccountSid": SID})
+        assert status == 200 and "<Hangup" in answer and "已确认收到预警" in answer
+        status, _ = await twilio.post_signed(gather, {"CallSid": sid, "Digits": "1"}, token="forged")
+        assert status == 403
+        others = [s for s in calls if s != sid]
+        await twilio.post_signed(calls[others[0]]["StatusCallback"], {"CallSid": others[0], "CallStatus": "completed"})
+        await twilio.post_signed(calls[others[1]]["StatusCallback"], {"CallSid": others[1], "CallStatus": "no-answer"})
+        receipts = await _receipts(h, accepted["id"])
+        states = {r["provider_id"]: r["state"] for r in receipts.values()}
+        assert states[sid] == "acknowledged"
+        assert states[others[0]] == "delivered" and states[others[1]] == "failed"
+        assert receipts[calls[others[1]]["To"]]["error"] == "no-answer: Twilio reports the call no-answer"

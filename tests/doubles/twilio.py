@@ -33,6 +33,7 @@ class TwilioDouble:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self.create_message)
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Calls.json", self.create_call)
         return app
 
     def _authorized(self, request: web.Request) -> bool:
@@ -66,6 +67,31 @@ class TwilioDouble:
             "price": None, "price_unit": "USD", "sid": sid, "status": "queued", "subresource_uris": {},
             "to": form["To"], "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
         }, status=201)
+
+    async def create_call(self, request: web.Request) -> web.Response:
+        if not self._authorized(request) or request.match_info["sid"] != self.account_sid:
+            return self._error(20003, 401, "Authenticate")
+        form = dict(await request.post())
+        self.requests.append(form)
+        if not form.get("To") or not form.get("From"):
+            return self._error(21201, 400, "A 'To' and a 'From' number are required.")
+        if not (form.get("Twiml") or form.get("Url")):
+            return self._error(21205, 400, "Either 'Twiml' or 'Url' is required.")
+        sid = f"CA{next(self._sids):032x}"
+        self.sent[sid] = form
+        return web.json_response({
+            "account_sid": self.account_sid, "api_version": "2010-04-01", "sid": sid, "status": "queued",
+            "to": form["To"], "from": form["From"], "direction": "outbound-api",
+            "date_created": "Sat, 28 Nov 2026 10:00:00 +0000", "subresource_uris": {},
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+        }, status=201)
+
+    async def post_signed(self, url: str, params: dict[str, str], *, token: str | None = None) -> tuple[int, str]:
+        """A webhook request as Twilio makes it: form-encoded and signed."""
+        signature = RequestValidator(token or self.auth_token).compute_signature(url, params)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
+                return resp.status, await resp.text()
 
     @staticmethod
     def _error(code: int, status: int, message: str) -> web.Response:
