@@ -9,7 +9,7 @@ retries, sleeps or rate-limits by itself; the sender workers do that once for ev
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from config import ChannelLimits
@@ -52,7 +52,7 @@ class Delivery:
 class SendResult:
     state: Literal["sent", "delivered"] = "sent"
     provider_id: str | None = None
-    detail: dict[str, object] = field(default_factory=dict)
+    note: str | None = None  # kept on the receipt's history line, e.g. "2 SMS segments"
 
 
 class ChannelError(Exception):

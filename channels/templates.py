@@ -11,6 +11,7 @@ SEVERITY = {
 }
 CANCELLED = {"zh-CN": "【解除】", "en": "[CANCELLED] "}
 ACK_HINT = {"zh-CN": "收到请回复1或点击：", "en": "Reply 1 or open to acknowledge: "}
+REPLY_HINT = {"zh-CN": "收到请回复1。", "en": "Reply 1 to acknowledge."}
 
 
 PRESS_TO_ACK = {"zh-CN": "确认收到请按任意键。", "en": "Press any key to acknowledge."}
@@ -29,8 +30,9 @@ def render_speech(message: Message) -> tuple[str, str, str]:
     return f"{text} {PRESS_TO_ACK[lang]}", *VOICES[lang]
 
 
-def render_text(message: Message, ack_url: str | None = None) -> str:
-    """The plain text of a warning, as an SMS or a chat message carries it."""
+def render_text(message: Message, ack_url: str | None = None, *, reply_acknowledges: bool = False) -> str:
+    """The plain text of a warning, as an SMS or a chat message carries it, ending with how to
+    acknowledge it: the ack link, or a reply where replies acknowledge."""
     lang = language(message.lang)
     parts = []
     if message.drill:
@@ -53,6 +55,8 @@ def render_text(message: Message, ack_url: str | None = None) -> str:
         text += ("" if lang == "zh-CN" else " ") + body
     if ack_url:
         text += ("" if lang == "zh-CN" else " ") + ACK_HINT[lang] + ack_url
+    elif reply_acknowledges:
+        text += ("" if lang == "zh-CN" else " ") + REPLY_HINT[lang]
     return text
 
 

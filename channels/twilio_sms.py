@@ -36,7 +36,7 @@ class TwilioSMS(TwilioChannel):
 
     async def send(self, delivery: Delivery) -> SendResult:
         client = await self.client()
-        text = render_text(delivery.message, delivery.ack_url)
+        text = render_text(delivery.message, delivery.ack_url, reply_acknowledges=True)
         params: dict[str, object] = {"to": delivery.address, "body": text}
         if self.messaging_service_sid:
             params["messaging_service_sid"] = self.messaging_service_sid
@@ -51,4 +51,5 @@ class TwilioSMS(TwilioChannel):
                 raise ChannelError("the alert expired before sending", recoverable=False, code="expired")
             params["validity_period"] = min(MAX_VALIDITY_S, left)
         message = await self.call(client.messages.create_async(**params))
-        return SendResult("sent", provider_id=message.sid, detail={"segments": sms_segments(text)})
+        segments = sms_segments(text)
+        return SendResult("sent", provider_id=message.sid, note=f"{segments} SMS segment{'s' * (segments > 1)}")

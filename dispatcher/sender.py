@@ -257,7 +257,7 @@ class Sender:
 
     def _change(self, number: int, attempts: int, outcome: SendResult | ChannelError) -> tuple[Change, float | None]:
         if isinstance(outcome, SendResult):
-            fields = {"p": outcome.provider_id} if outcome.provider_id else {}
+            fields = {k: v for k, v in (("p", outcome.provider_id), ("note", outcome.note)) if v}
             return Change(number, outcome.state, fields), None
         error = f"{outcome.code}: {outcome.reason}" if outcome.code else outcome.reason
         if not outcome.recoverable:

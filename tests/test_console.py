@@ -27,3 +27,12 @@ async def test_outbox_lines_are_json_with_every_field(tmp_path):
 def test_mask_hides_most_of_a_number():
     assert mask("+8613812345678") == "+861****678"
     assert "12345" not in mask("+8613812345678")
+
+
+def test_sms_segments_count_ucs2_for_chinese_and_gsm7_otherwise():
+    from channels.templates import sms_segments
+
+    assert [sms_segments("中" * n) for n in (1, 70, 71, 134, 135)] == [1, 1, 2, 2, 3]
+    assert [sms_segments("a" * n) for n in (160, 161, 306, 307)] == [1, 2, 2, 3]
+    assert sms_segments("{" * 80) == 1 and sms_segments("{" * 81) == 2  # extended characters count twice
+    assert sms_segments("flood 洪水") == 1 and sms_segments("a" * 69 + "洪") == 1 and sms_segments("a" * 70 + "洪") == 2

@@ -55,7 +55,7 @@ async def test_sends_with_the_real_sdk_and_follows_status_callbacks(sms, twilio)
     assert len(twilio.requests) == 4
     form = twilio.requests[0]
     assert form["From"] == "+15005550006" and form["To"].startswith("+86138")
-    assert "暴雨预警" in form["Body"]
+    assert "暴雨预警" in form["Body"] and form["Body"].endswith("收到请回复1。")
     assert form["StatusCallback"].startswith(f"{sms.settings.public_url}/hooks/twilio/status?r={accepted['id']}.")
     assert 0 < int(form["ValidityPeriod"]) <= 36_000
 
@@ -77,6 +77,8 @@ async def test_sends_with_the_real_sdk_and_follows_status_callbacks(sms, twilio)
     receipts = await _receipts(sms, accepted["id"])
     by_sid = {r["provider_id"]: r for r in receipts.values()}
     assert by_sid[first]["state"] == "delivered"
+    assert len(twilio.sent[first]["Body"]) <= 70  # Chinese text: UCS-2, one segment up to 70
+    assert by_sid[first]["history"][2]["note"] == "1 SMS segment"
     assert by_sid[second]["state"] == "failed" and by_sid[second]["error"].startswith("30003")
 
 
