@@ -79,9 +79,12 @@ class TokenBucket:
             self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate) - n
             self.stamp = now
             if self.tokens < 0:
-                await asyncio.sleep(-self.tokens / self.rate)
+                wait = -self.tokens / self.rate
+                await asyncio.sleep(wait)
+                # The debt is paid at now + wait, however late the sleep ended: an oversleep is
+                # credited to the next send instead of lowering the rate.
                 self.tokens = 0.0
-                self.stamp = time.monotonic()
+                self.stamp = now + wait
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -28,6 +29,7 @@ class TwilioDouble:
     requests: list[dict[str, str]] = field(default_factory=list)
     sent: dict[str, dict[str, str]] = field(default_factory=dict)  # message sid -> its request
     retry_after_s: int = 1
+    received_at: list[float] = field(default_factory=list)  # perf_counter() of each message request
     _sids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> web.Application:
@@ -45,6 +47,7 @@ class TwilioDouble:
             return self._error(20003, 401, "Authenticate")
         form = dict(await request.post())
         self.requests.append(form)
+        self.received_at.append(time.perf_counter())
         if not form.get("To") or not form.get("Body"):
             return self._error(21604, 400, "A 'To' phone number and a 'Body' are required.")
         if not (form.get("From") or form.get("MessagingServiceSid")):
