@@ -1,21 +1,24 @@
 """SMS through the Twilio adapter (the real twilio SDK) against a local double of Twilio's API.
 
 Measures sends per second with no rate limit (the adapter and the double share this process,
-so the figure is a lower bound), and shows that with a limit of N/s the sender's token bucket
-holds N/s, from the times the double received each request.
+so the figure is a lower bound), and shows that with a limit of N/s the senders' shared rate
+limiter (a token bucket in Redis) holds N/s, from the times the double received each request.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 
 from aiohttp.test_utils import TestServer
 
 from channels.base import Delivery, Message
 from channels.twilio_sms import TwilioSMS
-from dispatcher.sender import TokenBucket
+from bench.common import bench_redis, own_prefix
+from dispatcher.connections import redis_client
+from dispatcher.ratelimit import RateLimiter
 from tests.doubles.twilio import TwilioDouble
 
 SID, TOKEN = "AC" + "2" * 32, "bench-token"
@@ -28,7 +31,7 @@ def deliveries(n: int, offset: int = 0) -> list[Delivery]:
                      name="测试", message=MESSAGE) for i in range(offset, offset + n)]
 
 
-async def run(total: int, concurrency: int, rate: float, rate_total: int) -> dict:
+async def run(redis_url: str, prefix: str, total: int, concurrency: int, rate: float, rate_total: int) -> dict:
     double = TwilioDouble(SID, TOKEN)
     server = TestServer(double.app(), port=0)
     await server.start_server()
@@ -46,17 +49,19 @@ async def run(total: int, concurrency: int, rate: float, rate_total: int) -> dic
         unlimited = total / (time.perf_counter() - start)
 
         double.received_at.clear()
-        bucket = TokenBucket(rate)
-        await bucket.take(int(bucket.capacity))  # start from an empty bucket: measure the steady rate
+        redis = redis_client(redis_url)
+        limiter = RateLimiter(redis, f"{prefix}:rate", rate)
+        await limiter.take(int(limiter.capacity))  # start from an empty bucket: measure the steady rate
 
-        async def limited(d: Delivery) -> None:
-            await bucket.take(1)
-            async with lanes:
-                await sms.send(d)
-
-        await asyncio.gather(*(limited(d) for d in deliveries(rate_total, offset=total)))
+        # As the sender does: take the rate, then hand the send off, and take again.
+        sends = []
+        for d in deliveries(rate_total, offset=total):
+            await limiter.take(1)
+            sends.append(asyncio.create_task(one(d)))
+        await asyncio.gather(*sends)
         stamps = double.received_at
         held = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        await redis.aclose()
     finally:
         await sms.close()
         await server.close()
@@ -69,8 +74,10 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     p.add_argument("--rate", type=float, default=50, help="the limit to hold, per second (default 50)")
     p.add_argument("--rate-total", type=int, default=400, help="messages for the limited run (default 400)")
+    p.add_argument("--redis-url", default=os.environ.get("SHAOZI_BENCH_REDIS_URL"))
     args = p.parse_args()
-    r = asyncio.run(run(args.total, args.concurrency, args.rate, args.rate_total))
+    with bench_redis(args.redis_url) as url, own_prefix(url) as prefix:
+        r = asyncio.run(run(url, prefix, args.total, args.concurrency, args.rate, args.rate_total))
     print(f"Twilio SMS adapter (real SDK) against a local double, {args.concurrency} in flight:")
     print(f"  no limit: {r['unlimited']:,.0f} sends/s ({args.total} messages; the double shares this process)")
     print(f"  limit {args.rate:g}/s: held {r['held']:.1f}/s over {args.rate_total} messages")

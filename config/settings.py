@@ -28,10 +28,10 @@ SAMPLE_REGISTRY = Path(__file__).with_name("registry.yaml")
 
 
 class ChannelLimits(BaseModel):
-    """How hard one channel may be driven by one worker process."""
+    """How hard a channel may be driven."""
 
-    concurrency: int = Field(64, ge=1, description="sends in flight at once")
-    rate_per_s: float = Field(0, ge=0, description="sends per second; 0 means no limit")
+    concurrency: int = Field(64, ge=1, description="sends in flight at once, per worker process")
+    rate_per_s: float = Field(0, ge=0, description="sends per second, all workers together; 0 means no limit")
     max_attempts: int = Field(5, ge=1)
 
 

@@ -78,6 +78,10 @@ class Keys:
         """sorted set: delivery messages to send again, scored by when (unix s)"""
         return f"{self.prefix}:{{q:{channel}}}:retry"
 
+    def rate(self, channel: str) -> str:
+        """hash: the channel's shared send-rate bucket (tokens, stamp)"""
+        return f"{self.prefix}:{{q:{channel}}}:rate"
+
     def latest(self, channel: str) -> str:
         """hash: address -> the latest receipt sent to it on the channel (replies acknowledge it)"""
         return f"{self.prefix}:{{q:{channel}}}:latest"

@@ -30,6 +30,7 @@ from dispatcher import metrics
 from dispatcher.connections import TRANSIENT
 from dispatcher.keys import SENDER_GROUP, Keys
 from dispatcher.messages import MessageCache
+from dispatcher.ratelimit import RateLimiter
 from dispatcher.receipts import Change, ReceiptBook, receipt_id
 from dispatcher.streams import Entry, PriorityReader, ensure_groups, reclaim
 
@@ -58,33 +59,6 @@ def entry_size(limits: ChannelLimits, batch_size: int) -> int:
     if limits.rate_per_s > 0:
         size = min(size, int(limits.rate_per_s))
     return max(1, size)
-
-
-class TokenBucket:
-    """Sends per second for one process; ``rate`` 0 turns it off."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self, n: int = 1) -> None:
-        """Wait until ``n`` sends fit the rate."""
-        if self.rate <= 0:
-            return
-        async with self._lock:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate) - n
-            self.stamp = now
-            if self.tokens < 0:
-                wait = -self.tokens / self.rate
-                await asyncio.sleep(wait)
-                # The debt is paid at now + wait, however late the sleep ended: an oversleep is
-                # credited to the next send instead of lowering the rate.
-                self.tokens = 0.0
-                self.stamp = now + wait
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:
@@ -129,7 +103,7 @@ class Sender:
         self.send_timeout_s = send_timeout_s
         self.streams = keys.delivery_streams(channel)
         self.entry_size = entry_size(limits, batch_size)
-        self.bucket = TokenBucket(limits.rate_per_s)
+        self.limiter = RateLimiter(redis, keys.rate(channel), limits.rate_per_s)
         self._in_flight = 0
         self._busy: Counter[int] = Counter()  # entries in flight per priority
         self._room = asyncio.Condition()
@@ -165,7 +139,7 @@ class Sender:
                     size = sum(len(e.numbers) for e in entries)
                     # Waiting for the rate here, before reading more, keeps what is read
                     # ready to send, so an urgent entry is never queued behind throttled ones.
-                    await self.bucket.take(size)
+                    await self.limiter.take(size)
                     self._spawn(entries, size)
         finally:
             if self._tasks:

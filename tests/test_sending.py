@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from channels.base import Channel, ChannelError, Delivery, SendResult
 from channels.catalog import build_channels
 from config import ChannelLimits
-from dispatcher.sender import TokenBucket, backoff_s
+from dispatcher.ratelimit import RateLimiter
+from dispatcher.sender import backoff_s
 from tests.conftest import alert_json, eventually
 
 
@@ -112,9 +112,10 @@ def test_backoff_grows_and_honours_retry_after():
     assert backoff_s(1, 2.0, 300, 42.0) >= 42.0
 
 
-async def test_token_bucket_holds_its_rate():
-    bucket = TokenBucket(50)
-    start = time.monotonic()
-    await bucket.take(100)  # 50 at once from the burst, 50 more at 50/s
-    elapsed = time.monotonic() - start
-    assert elapsed >= 0.9
+async def test_rate_limit_is_shared_by_every_worker(redis, prefix):
+    """Two senders (as in two workers) on one bucket of 20/s: 60 sends reserve 3 s between them."""
+    first = RateLimiter(redis, f"{prefix}:rate", 20)
+    second = RateLimiter(redis, f"{prefix}:rate", 20)
+    waits = await asyncio.gather(*(limiter.take(10) for limiter in (first, second, first, second, first, second)))
+    # 20 come from the full bucket at once; each further 10 waits half a second more than the last
+    assert sorted(round(w, 1) for w in waits) == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0]
