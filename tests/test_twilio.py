@@ -167,3 +167,29 @@ async def test_voice_call_reads_the_warning_and_a_key_acknowledges(settings, red
         assert states[sid] == "acknowledged"
         assert states[others[0]] == "delivered" and states[others[1]] == "failed"
         assert receipts[calls[others[1]]["To"]]["error"] == "no-answer: Twilio reports the call no-answer"
+
+
+@pytest.mark.parametrize(("status", "code", "recoverable"), [
+    (429, 20429, True), (500, None, True), (503, None, True), (400, 21611, True), (400, 30001, True),
+    (400, 21211, False), (400, 21610, False), (400, 21408, False), (401, 20003, False),
+])
+def test_twilio_errors_are_retried_or_not(status, code, recoverable):
+    from twilio.base.exceptions import TwilioRestException
+
+    from channels.twilio_base import classify
+
+    error = classify(TwilioRestException(status, "/Messages.json", "boom", code=code), retry_after_s=3.0)
+    assert error.recoverable is recoverable
+    assert error.code == str(code or status)
+    assert error.retry_after_s == (3.0 if recoverable else None)
+
+
+def test_no_status_callback_when_twilio_cannot_reach_us(settings):
+    twilio_settings = {"twilio_account_sid": SID, "twilio_auth_token": SecretStr(TOKEN),
+                       "twilio_from": "+15005550006"}
+    local = build_channels(settings.model_copy(update=twilio_settings), log_messages=False)
+    assert local["sms"].status_callback is None and local["voice"].gather_url is None
+    public = build_channels(settings.model_copy(update={**twilio_settings, "public_url": "https://warn.example.org"}),
+                            log_messages=False)
+    assert public["sms"].status_callback is not None
+    assert build_channels(settings, log_messages=False)["sms"].name == "console"  # not configured: the outbox
