@@ -31,7 +31,7 @@ from dispatcher.models import (
     ReceiptPage,
 )
 from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE, SETTINGS, STORE
-from dispatcher.hooks import twilio_inbound, twilio_status, twilio_voice
+from dispatcher.hooks_twilio import twilio_inbound, twilio_status, twilio_voice
 from dispatcher.problems import Problem, problem_middleware
 from dispatcher.receipts import receipt_view
 from dispatcher.worker import workers_alive

@@ -1,4 +1,5 @@
-"""Provider callbacks: each verified before it may move a receipt."""
+"""Twilio's callbacks (delivery status, SMS replies, key presses): each verified by its
+signature before it may move a receipt."""
 
 from __future__ import annotations
 
@@ -49,13 +50,18 @@ async def _twilio_form(request: web.Request) -> dict[str, str]:
     return form
 
 
+def _receipt_of(request: web.Request) -> tuple[str, int]:
+    """The receipt a callback URL names (``?r=<receipt id>``)."""
+    try:
+        return parse_receipt_id(request.query.get("r", ""))
+    except ValueError as exc:
+        raise Problem(400, "Bad callback", "the callback URL names no receipt") from exc
+
+
 async def twilio_status(request: web.Request) -> web.Response:
     """``POST /hooks/twilio/status?r=<receipt>``: a message's progress, signed by Twilio."""
     form = await _twilio_form(request)
-    try:
-        alert_id, number = parse_receipt_id(request.query.get("r", ""))
-    except ValueError as exc:
-        raise Problem(400, "Bad callback", "the callback URL names no receipt") from exc
+    alert_id, number = _receipt_of(request)
     status = form.get("MessageStatus") or form.get("CallStatus") or ""
     state = TWILIO_STATES.get(status)
     if state is None:
@@ -93,10 +99,7 @@ async def twilio_voice(request: web.Request) -> web.Response:
     """``POST /hooks/twilio/voice?r=<receipt>``: the <Gather> of a warning call; any key pressed
     acknowledges that receipt."""
     form = await _twilio_form(request)
-    try:
-        alert_id, number = parse_receipt_id(request.query.get("r", ""))
-    except ValueError as exc:
-        raise Problem(400, "Bad callback", "the callback URL names no receipt") from exc
+    alert_id, number = _receipt_of(request)
     response = VoiceResponse()
     if form.get("Digits"):
         change = Change(number, "acknowledged", {"note": "acknowledged by a key pressed during the call"})
