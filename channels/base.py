@@ -81,6 +81,8 @@ class Channel:
     default_limits: ClassVar[ChannelLimits] = ChannelLimits()
     #: whether a reply from an address acknowledges the latest message sent to it (SMS)
     replies_acknowledge: ClassVar[bool] = False
+    #: whether its messages are text that can carry a signed ack link
+    carries_links: ClassVar[bool] = False
     #: fields of the adapter's configuration that must never be logged or printed
     secret_fields: ClassVar[tuple[str, ...]] = ()
 

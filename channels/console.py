@@ -15,7 +15,7 @@ import structlog
 
 from channels.base import Channel, ChannelError, Delivery, SendResult
 from config import ChannelLimits
-from channels.templates import render_text
+from channels.templates import ack_suffix, render_body
 
 log = structlog.get_logger("shaozi.channels.console")
 _encode = json.JSONEncoder(ensure_ascii=False).encode
@@ -31,6 +31,7 @@ def mask(address: str) -> str:
 class ConsoleChannel(Channel):
     name = "console"
     default_limits = ChannelLimits(concurrency=4000)
+    carries_links = True
 
     def __init__(self, outbox: Path, *, log_messages: bool = True) -> None:
         self.outbox = outbox
@@ -57,17 +58,20 @@ class ConsoleChannel(Channel):
         if self._file is None:
             await self.start()
         now = time.time()
-        texts: dict[tuple[str, str | None], tuple[str, str]] = {}  # text and its JSON, once per alert
+        bodies: dict[str, tuple[str, str]] = {}  # alert id -> text and its JSON, once per alert
         lines = []
         for d in deliveries:
-            key = (d.message.alert_id, d.ack_url)
-            if key not in texts:
-                text = render_text(d.message, d.ack_url)
-                texts[key] = (text, _encode(text))
+            alert_id = d.message.alert_id
+            if alert_id not in bodies:
+                body = render_body(d.message)
+                bodies[alert_id] = (body, _encode(body))
+            suffix = ack_suffix(d.message, d.ack_url)
+            # Two JSON strings join into one by dropping the quotes between them (escapes are local).
+            text_json = bodies[alert_id][1][:-1] + _encode(suffix)[1:] if suffix else bodies[alert_id][1]
             # Ids and channel names are plain ASCII; everything else goes through the encoder.
-            lines.append(f'{{"at":{now!r},"receipt":"{d.receipt_id}","alert":"{d.message.alert_id}",'
+            lines.append(f'{{"at":{now!r},"receipt":"{d.receipt_id}","alert":"{alert_id}",'
                          f'"channel":"{d.channel}","to":{_encode(d.address)},"name":{_encode(d.name)},'
-                         f'"attempt":{d.attempt},"text":{texts[key][1]}}}')
+                         f'"attempt":{d.attempt},"text":{text_json}}}')
         payload = "\n".join(lines) + "\n"
         async with self._lock:
             try:
@@ -76,8 +80,8 @@ class ConsoleChannel(Channel):
                 return [ChannelError(f"outbox write failed: {exc}", recoverable=True)] * len(deliveries)
         if self.log_messages:
             for d in deliveries:
-                log.info("message", alert_id=d.message.alert_id, delivery_id=d.receipt_id,
-                         channel=d.channel, to=mask(d.address), text=texts[(d.message.alert_id, d.ack_url)][0])
+                log.info("message", alert_id=d.message.alert_id, delivery_id=d.receipt_id, channel=d.channel,
+                         to=mask(d.address), text=bodies[d.message.alert_id][0])
         return [SendResult(state="delivered") for _ in deliveries]
 
     def _write(self, payload: str) -> None:

@@ -26,13 +26,18 @@ def language(lang: str) -> str:
 def render_speech(message: Message) -> tuple[str, str, str]:
     """What a voice call reads out, with its <Say> language and voice."""
     lang = language(message.lang)
-    text = render_text(message).replace("【", "").replace("】", "，")
+    text = render_body(message).replace("【", "").replace("】", "，")
     return f"{text} {PRESS_TO_ACK[lang]}", *VOICES[lang]
 
 
 def render_text(message: Message, ack_url: str | None = None, *, reply_acknowledges: bool = False) -> str:
     """The plain text of a warning, as an SMS or a chat message carries it, ending with how to
     acknowledge it: the ack link, or a reply where replies acknowledge."""
+    return render_body(message) + ack_suffix(message, ack_url, reply_acknowledges=reply_acknowledges)
+
+
+def render_body(message: Message) -> str:
+    """The warning itself, the same for every recipient of an alert."""
     lang = language(message.lang)
     parts = []
     if message.drill:
@@ -53,11 +58,18 @@ def render_text(message: Message, ack_url: str | None = None, *, reply_acknowled
     text = "".join(parts)
     if body:
         text += ("" if lang == "zh-CN" else " ") + body
-    if ack_url:
-        text += ("" if lang == "zh-CN" else " ") + ACK_HINT[lang] + ack_url
-    elif reply_acknowledges:
-        text += ("" if lang == "zh-CN" else " ") + REPLY_HINT[lang]
     return text
+
+
+def ack_suffix(message: Message, ack_url: str | None, *, reply_acknowledges: bool = False) -> str:
+    """How to acknowledge, for one recipient: the link, or a reply where replies acknowledge."""
+    lang = language(message.lang)
+    space = "" if lang == "zh-CN" else " "
+    if ack_url:
+        return space + ACK_HINT[lang] + ack_url
+    if reply_acknowledges:
+        return space + REPLY_HINT[lang]
+    return ""
 
 
 # GSM 03.38 basic character set: a text of these alone goes in 7-bit segments.

@@ -17,6 +17,7 @@ class TwilioSMS(TwilioChannel):
     name = "sms"
     default_limits = ChannelLimits(concurrency=32)
     replies_acknowledge = True
+    carries_links = True
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from config import ROLES, Settings
 from contacts import Registry
-from dispatcher import metrics
+from dispatcher import ack_page, metrics
 from dispatcher.alerts import AlertStore
 from dispatcher.cap import to_cap
 from dispatcher.intake import intake_format, parse_alert
@@ -290,6 +290,9 @@ ROUTES: list[Route] = [
           None, media="text/xml"),
     Route("POST", "/hooks/twilio/inbound", twilio_inbound, "An SMS reply (signed by Twilio); answers TwiML", None,
           media="text/xml"),
+    Route("GET", "/a/{token}", ack_page.show, "The ack page of a signed link (HTML)", None, media="text/html"),
+    Route("POST", "/a/{token}", ack_page.acknowledge, "Acknowledge through a signed link (HTML)", None,
+          media="text/html"),
     Route("GET", "/healthz", healthz, "The process is up", None),
     Route("GET", "/readyz", readyz, "Redis is reachable and a worker is alive", None),
     Route("GET", "/metrics", get_metrics, "Prometheus metrics", None, media="text/plain"),

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from channels.base import Channel, ChannelError, Delivery, SendResult
 from config import ChannelLimits
 from dispatcher import metrics
+from dispatcher.acklinks import AckLinks
 from dispatcher.connections import TRANSIENT
 from dispatcher.keys import SENDER_GROUP, Keys
 from dispatcher.messages import MessageCache
@@ -86,6 +87,7 @@ class Sender:
         retry_base_s: float = 2.0,
         retry_max_s: float = 300.0,
         send_timeout_s: float = 60.0,
+        ack_links: AckLinks | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -101,6 +103,7 @@ class Sender:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.send_timeout_s = send_timeout_s
+        self.ack_links = ack_links if adapter.carries_links else None
         self.streams = keys.delivery_streams(channel)
         self.entry_size = entry_size(limits, batch_size)
         self.limiter = RateLimiter(redis, keys.rate(channel), limits.rate_per_s)
@@ -207,10 +210,13 @@ class Sender:
             if not claimed:
                 continue
             message = await self.messages.get(alert_id)
+            links = self.ack_links
             deliveries = [
-                Delivery(receipt_id=receipt_id(alert_id, c.number), channel=self.channel, address=c.address,
-                         recipient=c.recipient, name=c.name, message=message, attempt=c.attempt)
+                Delivery(receipt_id=rid, channel=self.channel, address=c.address, recipient=c.recipient,
+                         name=c.name, message=message, attempt=c.attempt,
+                         ack_url=links.url(rid, message.expires_at) if links else None)
                 for c in claimed
+                for rid in (receipt_id(alert_id, c.number),)
             ]
             outcomes = await self._send(deliveries)
             changes = []

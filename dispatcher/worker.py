@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from channels.base import Channel
 from config import Settings
 from contacts import Registry
+from dispatcher.acklinks import AckLinks
 from dispatcher.alerts import AlertStore
 from dispatcher.keys import Keys
 from dispatcher.messages import MessageCache
@@ -40,11 +41,12 @@ class Worker:
         self.store = AlertStore(redis, self.keys)
         self.channels = channels
         messages = MessageCache(self.store)
+        ack_links = AckLinks(settings.signing_secret(), settings.base_url())
         self.senders = [
             Sender(redis, self.keys, self.store.receipts, messages, name, adapter,
                    settings.limits(name, adapter), self.name,
                    batch_size=settings.batch_size, reclaim_idle_s=settings.reclaim_idle_s,
-                   retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s)
+                   retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s, ack_links=ack_links)
             for name, adapter in channels.items()
         ]
         entry_sizes = {s.channel: s.entry_size for s in self.senders}

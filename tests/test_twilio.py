@@ -55,7 +55,8 @@ async def test_sends_with_the_real_sdk_and_follows_status_callbacks(sms, twilio)
     assert len(twilio.requests) == 4
     form = twilio.requests[0]
     assert form["From"] == "+15005550006" and form["To"].startswith("+86138")
-    assert "暴雨预警" in form["Body"] and form["Body"].endswith("收到请回复1。")
+    assert "暴雨预警" in form["Body"]
+    assert f"收到请回复1或点击：{sms.settings.public_url}/a/{accepted['id']}." in form["Body"]  # the signed ack link
     assert form["StatusCallback"].startswith(f"{sms.settings.public_url}/hooks/twilio/status?r={accepted['id']}.")
     assert 0 < int(form["ValidityPeriod"]) <= 36_000
 
@@ -77,8 +78,8 @@ async def test_sends_with_the_real_sdk_and_follows_status_callbacks(sms, twilio)
     receipts = await _receipts(sms, accepted["id"])
     by_sid = {r["provider_id"]: r for r in receipts.values()}
     assert by_sid[first]["state"] == "delivered"
-    assert len(twilio.sent[first]["Body"]) <= 70  # Chinese text: UCS-2, one segment up to 70
-    assert by_sid[first]["history"][2]["note"] == "1 SMS segment"
+    assert 70 < len(twilio.sent[first]["Body"]) <= 134  # Chinese text: UCS-2, 67 a segment past 70
+    assert by_sid[first]["history"][2]["note"] == "2 SMS segments"
     assert by_sid[second]["state"] == "failed" and by_sid[second]["error"].startswith("30003")
 
 
