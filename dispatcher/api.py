@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from config import ROLES, Settings
@@ -25,6 +26,9 @@ from dispatcher.keys import Keys
 from dispatcher.models import (
     PRIORITIES,
     Accepted,
+    AckRequest,
+    AckResult,
+    AlertAcksRequest,
     Alert,
     AlertPage,
     AlertSummary,
@@ -32,8 +36,8 @@ from dispatcher.models import (
 )
 from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE, SETTINGS, STORE
 from dispatcher.hooks_twilio import twilio_inbound, twilio_status, twilio_voice
-from dispatcher.problems import Problem, problem_middleware
-from dispatcher.receipts import receipt_view
+from dispatcher.problems import Problem, problem_middleware, pydantic_errors
+from dispatcher.receipts import Change, parse_receipt_id, receipt_id, receipt_view
 from dispatcher.worker import workers_alive
 
 log = structlog.get_logger("shaozi.api")
@@ -42,6 +46,7 @@ log = structlog.get_logger("shaozi.api")
 END_STATES = ("settled", "cancelled", "expired")
 READ_ROLES = ROLES
 SEND_ROLES = ("admin", "officer", "feed")
+ACK_ROLES = ("admin", "officer")
 
 QUEUE_DEPTH = Gauge("shaozi_queue_depth", "Deliveries waiting on a channel's stream", ["channel", "priority"])
 INTAKE_DEPTH = Gauge("shaozi_intake_depth", "Accepted alerts waiting to be planned", ["priority"])
@@ -61,6 +66,9 @@ class Route:
     status: int = 200
     media: str = "application/json"
     params: tuple[str, ...] = field(default=())
+    body_media: tuple[str, ...] = ("application/json",)
+    headers: tuple[str, ...] = ()
+    responses: tuple[tuple[str, str], ...] = ()  # further answers: (status, what it means)
 
 
 def _key_role(settings: Settings, request: web.Request) -> str:
@@ -194,6 +202,60 @@ async def list_receipts(request: web.Request) -> web.Response:
     return _json({"items": items, "next": str(n) if n < total else None})
 
 
+async def _ack_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    if request.content_type != "application/json" and request.can_read_body:
+        raise Problem(415, "Unsupported Media Type", "send application/json")
+    try:
+        data = await request.json() if request.can_read_body else {}
+        return model.model_validate(data)
+    except json.JSONDecodeError as exc:
+        raise Problem(400, "Malformed JSON", f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    except ValidationError as exc:
+        errors = pydantic_errors(exc)
+        raise Problem(422, "Invalid request", "; ".join(f"{e['path']}: {e['message']}" for e in errors),
+                      errors=errors) from exc
+
+
+async def _acknowledge(request: web.Request, alert_id: str, receipts: list[tuple[int, dict]], body) -> dict:
+    """Acknowledge receipts on someone's behalf; the history says who did, for whom, how."""
+    by = body.by or request[ROLE]
+    changes = [Change(n, "acknowledged", {"note": f"acknowledged by {by} for {r['name']} via the API"
+                                                  + (f": {body.note}" if body.note else "")})
+               for n, r in receipts]
+    applied = await request.app[STORE].receipts.apply(alert_id, changes, time.time()) if changes else []
+    done = [receipt_id(alert_id, n) for (n, _), ok in zip(receipts, applied) if ok]
+    already = [receipt_id(alert_id, n) for (n, _), ok in zip(receipts, applied) if not ok]
+    log.info("acknowledged via the API", alert_id=alert_id, by=by, count=len(done))
+    return {"acknowledged": done, "already": already}
+
+
+async def ack_receipt(request: web.Request) -> web.Response:
+    try:
+        alert_id, number = parse_receipt_id(request.match_info["rid"])
+    except ValueError as exc:
+        raise Problem(404, "Not Found", "not a receipt id") from exc
+    body = await _ack_body(request, AckRequest)
+    receipt = await request.app[STORE].receipts.get(alert_id, number)
+    if receipt is None:
+        raise Problem(404, "Not Found", f"no receipt {request.match_info['rid']}")
+    return _json(await _acknowledge(request, alert_id, [(number, receipt)], body))
+
+
+async def ack_alert(request: web.Request) -> web.Response:
+    alert_id = request.match_info["id"]
+    body = await _ack_body(request, AlertAcksRequest)
+    await _summary_or_404(request)
+    wanted = set(body.recipients)
+    store = request.app[STORE]
+    found: list[tuple[int, dict]] = []
+    total = await store.receipts.size(alert_id)
+    for start in range(0, total, 1000):
+        found += [(n, r) for n, r in await store.receipts.page(alert_id, start, 1000) if r["who"] in wanted]
+    result = await _acknowledge(request, alert_id, found, body)
+    result["unknown"] = sorted(wanted - {r["who"] for _, r in found})
+    return _json(result)
+
+
 async def alert_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: a ``progress`` event whenever the counts move, ``end`` when settled."""
     store = request.app[STORE]
@@ -274,7 +336,8 @@ async def openapi(request: web.Request) -> web.Response:
 ALERT_ID = "{id:[0-9a-z]{16}}"
 ROUTES: list[Route] = [
     Route("POST", "/v1/alerts", post_alert, "Post an alert (JSON or CAP XML)", SEND_ROLES, body=Alert,
-          response=Accepted, status=202),
+          response=Accepted, status=202, body_media=("application/json", "application/cap+xml"),
+          headers=("Idempotency-Key",), responses=(("200", "A duplicate: the first alert's id"),)),
     Route("GET", "/v1/alerts", list_alerts, "Alerts, newest first", response=AlertPage, params=("cursor", "limit")),
     Route("GET", f"/v1/alerts/{ALERT_ID}", get_alert, "An alert and its receipt counts", response=AlertSummary),
     Route("GET", f"/v1/alerts/{ALERT_ID}.cap", get_alert_cap, "An alert as CAP 1.2 XML",
@@ -283,6 +346,10 @@ ROUTES: list[Route] = [
           params=("cursor", "limit", "state", "channel", "region")),
     Route("GET", f"/v1/alerts/{ALERT_ID}/events", alert_events, "Progress as server-sent events",
           media="text/event-stream"),
+    Route("POST", f"/v1/alerts/{ALERT_ID}/acks", ack_alert, "Acknowledge for recipients of an alert",
+          ACK_ROLES, body=AlertAcksRequest, response=AckResult),
+    Route("POST", "/v1/receipts/{rid}/ack", ack_receipt, "Acknowledge one receipt", ACK_ROLES, body=AckRequest,
+          response=AckResult),
     Route("GET", "/v1/regions", get_regions, "The regions tree of the registry"),
     Route("POST", "/hooks/twilio/status", twilio_status, "Twilio message status (signed by Twilio)", None,
           status=204, media="text/plain"),

@@ -282,6 +282,24 @@ class ReceiptPage(BaseModel):
     next: str | None
 
 
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str | None = Field(None, min_length=1, max_length=100, description="who acknowledges (default: the key's role)")
+    note: str | None = Field(None, max_length=500)
+
+
+class AlertAcksRequest(AckRequest):
+    recipients: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=1000, description="registry ids of the people acknowledged for")
+
+
+class AckResult(BaseModel):
+    acknowledged: list[str] = Field(description="receipts acknowledged now")
+    already: list[str] = Field(description="receipts acknowledged before, or ended")
+    unknown: list[str] = Field(default_factory=list, description="recipients the alert has no receipt for")
+
+
 class Problem(BaseModel):
     type: str = "about:blank"
     title: str

@@ -31,34 +31,33 @@ def openapi_document(routes: list[Route], server_url: str) -> dict[str, Any]:
     for route in routes:
         path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path.replace("{16}", ""))  # drop the id's regex
         op: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__, "responses": {}}
-        params = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}] if "{id}" in path else []
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in re.findall(r"\{(\w+)\}", path)]
         params += [{"name": p, "in": "query", "required": False, "description": PARAM_DOCS[p],
                     "schema": {"type": "string"}} for p in route.params]
-        if params:
-            op["parameters"] = params
         if route.body is not None:
+            ref = {"schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}}
+            xml = {"schema": {"type": "string", "description": "CAP 1.2 or 1.1 XML"}}
             op["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}},
-                "application/cap+xml": {"schema": {"type": "string", "description": "CAP 1.2 or 1.1 XML"}},
-            }}
-            op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                 "schema": {"type": "string", "maxLength": 255}}]
+                m: (ref if m == "application/json" else xml) for m in route.body_media}}
+        op["parameters"] = params + [{"name": h, "in": "header", "required": False,
+                                      "schema": {"type": "string", "maxLength": 255}} for h in route.headers]
+        if not op["parameters"]:
+            del op["parameters"]
         content = ({"schema": {"$ref": f"#/components/schemas/{route.response.__name__}"}}
                    if route.response is not None else {"schema": {"type": "string"}})
         op["responses"][str(route.status)] = {"description": "OK", "content": {route.media: content}}
+        for code, text in route.responses:
+            op["responses"][code] = {"description": text, "content": {route.media: content}}
         problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
         errors = {"400": "Bad request", "404": "Not found"}
         if route.roles is not None:
             errors |= {"401": "No or unknown API key", "403": "The key's role may not do this"}
             op["security"] = [{"bearer": []}]
         if route.body is not None:
-            errors |= {"200": "A duplicate: the first alert's id", "413": "Body too large",
-                       "415": "Unknown content type", "422": "Invalid alert"}
+            errors |= {"413": "Body too large", "415": "Unknown content type", "422": "Invalid body"}
         for code, text in errors.items():
-            if code == "200":
-                op["responses"][code] = {"description": text, "content": {route.media: content}}
-            else:
-                op["responses"][code] = {"description": text, "content": problem}
+            op["responses"][code] = {"description": text, "content": problem}
         paths.setdefault(path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",

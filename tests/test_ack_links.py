@@ -62,3 +62,29 @@ async def test_link_page_acknowledges_exactly_its_receipt(harness):
     status, page = await harness.request("GET", "/a/garbage", role=None)
     assert status == 400 and "链接无效" in page
     assert (await harness.summary(accepted["id"]))["totals"] == {"delivered": 3, "acknowledged": 1}
+
+
+async def test_operators_acknowledge_through_the_api(harness, sample_registry):
+    harness.start_worker()
+    _, accepted = await harness.post_alert(alert_json(["420116001001"]))
+    await harness.until_state(accepted["id"], "settled")
+    alert_id = accepted["id"]
+    people = sample_registry.people_in(["420116001001"])
+
+    status, result = await harness.request("POST", f"/v1/receipts/{alert_id}.0/ack", role="officer",
+                                           json={"by": "值班员王明", "note": "电话确认"})
+    assert status == 200 and result == {"acknowledged": [f"{alert_id}.0"], "already": []}
+    status, result = await harness.request("POST", f"/v1/alerts/{alert_id}/acks", role="officer",
+                                           json={"recipients": [people[0].id, people[1].id, "nobody"], "by": "街道值班室"})
+    assert status == 200
+    assert result == {"acknowledged": [f"{alert_id}.1"], "already": [f"{alert_id}.0"], "unknown": ["nobody"]}
+
+    _, page = await harness.request("GET", f"/v1/alerts/{alert_id}/receipts?state=acknowledged")
+    notes = {r["id"]: r["history"][-1]["note"] for r in page["items"]}
+    assert notes[f"{alert_id}.0"] == f"acknowledged by 值班员王明 for {people[0].name} via the API: 电话确认"
+    assert notes[f"{alert_id}.1"] == f"acknowledged by 街道值班室 for {people[1].name} via the API"
+
+    assert (await harness.request("POST", f"/v1/receipts/{alert_id}.0/ack", role="viewer", json={}))[0] == 403
+    assert (await harness.request("POST", f"/v1/receipts/{alert_id}.99/ack", json={}))[0] == 404
+    status, problem = await harness.request("POST", f"/v1/alerts/{alert_id}/acks", json={"recipients": []})
+    assert status == 422 and problem["errors"][0]["path"] == "recipients"
