@@ -256,6 +256,44 @@ async def ack_alert(request: web.Request) -> web.Response:
     return _json(result)
 
 
+async def silent(request: web.Request) -> web.Response:
+    """Who has not acknowledged, by street and community, with what was tried for each."""
+    alert_id = request.match_info["id"]
+    await _summary_or_404(request)
+    store, registry = request.app[STORE], request.app[REGISTRY]
+    people: dict[str, dict] = {}
+    total = await store.receipts.size(alert_id)
+    for start in range(0, total, 1000):
+        for n, r in await store.receipts.page(alert_id, start, 1000):
+            person = people.setdefault(r["who"], {"id": r["who"], "name": r["name"], "region": r["rg"],
+                                                  "acknowledged": False, "tried": []})
+            person["acknowledged"] |= r["s"] == "acknowledged"
+            person["tried"].append({"receipt": receipt_id(alert_id, n), "channel": r["c"], "state": r["s"],
+                                    "attempts": r["a"], "error": r["e"] or None})
+    streets: dict[str, dict] = {}
+    for person in people.values():
+        if person.pop("acknowledged"):
+            continue
+        street, community = registry.street_and_community(person["region"]) \
+            if registry.region(person["region"]) else (None, None)
+        s = streets.setdefault(street or "", {"code": street, "name": _region_name(registry, street),
+                                              "silent": 0, "communities": {}})
+        c = s["communities"].setdefault(community or "", {"code": community,
+                                                          "name": _region_name(registry, community), "people": []})
+        c["people"].append(person)
+        s["silent"] += 1
+    listing = [{**s, "communities": list(s["communities"].values())}
+               for s in sorted(streets.values(), key=lambda s: -s["silent"])]
+    silent_count = sum(s["silent"] for s in listing)
+    return _json({"alert_id": alert_id, "recipients": len(people), "silent": silent_count,
+                  "acknowledged": len(people) - silent_count, "streets": listing})
+
+
+def _region_name(registry: Registry, code: str | None) -> str | None:
+    region = registry.region(code) if code else None
+    return region.name if region else None
+
+
 async def alert_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: a ``progress`` event whenever the counts move, ``end`` when settled."""
     store = request.app[STORE]
@@ -346,6 +384,7 @@ ROUTES: list[Route] = [
           params=("cursor", "limit", "state", "channel", "region")),
     Route("GET", f"/v1/alerts/{ALERT_ID}/events", alert_events, "Progress as server-sent events",
           media="text/event-stream"),
+    Route("GET", f"/v1/alerts/{ALERT_ID}/silent", silent, "Who has not acknowledged, by street and community"),
     Route("POST", f"/v1/alerts/{ALERT_ID}/acks", ack_alert, "Acknowledge for recipients of an alert",
           ACK_ROLES, body=AlertAcksRequest, response=AckResult),
     Route("POST", "/v1/receipts/{rid}/ack", ack_receipt, "Acknowledge one receipt", ACK_ROLES, body=AckRequest,

@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--no-follow", action="store_true")
     show = asub.add_parser("show", help="print an alert's receipt summary")
     show.add_argument("id")
-    for a in (send, show):
+    silent = asub.add_parser("silent", help="who has not acknowledged, by street and community")
+    silent.add_argument("id")
+    for a in (send, show, silent):
         a.add_argument("--url", help="server URL (default SHAOZI_URL, else from SHAOZI_HOST/SHAOZI_PORT)")
         a.add_argument("--key", help="API key (default SHAOZI_API_KEY, else the admin key under the data dir)")
     return p
@@ -102,14 +104,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"shaozi: {exc}", file=sys.stderr)
                 return 1
             return 0
-        from dispatcher.client import ClientError, send_alert, show_alert
+        from dispatcher.client import ClientError, send_alert, show_alert, show_silent
 
         url, key = _client_target(args, settings)
         try:
             if args.alert_command == "send":
                 summary = asyncio.run(send_alert(url, key, _alert_from_args(args), follow=not args.no_follow))
                 return 0 if summary.get("state", "accepted") in ("accepted", "settled") else 1
-            print(asyncio.run(show_alert(url, key, args.id)))
+            show = show_silent if args.alert_command == "silent" else show_alert
+            print(asyncio.run(show(url, key, args.id)))
             return 0
         except ClientError as exc:
             print(f"shaozi: {exc}", file=sys.stderr)

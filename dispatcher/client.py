@@ -86,3 +86,23 @@ def render_summary(summary: dict) -> str:
     for row in [header, *rows]:
         lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
     return "\n".join(lines)
+
+
+async def show_silent(base_url: str, key: str, alert_id: str) -> str:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
+        _, data = await _request(session, "GET", f"{base_url}/v1/alerts/{alert_id}/silent")
+    return render_silent(data)
+
+
+def render_silent(data: dict) -> str:
+    """Who has not acknowledged, street by street (most silent first), with what was tried."""
+    lines = [f"alert {data['alert_id']}: {data['silent']} of {data['recipients']} recipients have not acknowledged"]
+    for street in data["streets"]:
+        lines.append(f"{street['name'] or street['code'] or '(no street)'}  {street['silent']} silent")
+        for community in street["communities"]:
+            lines.append(f"  {community['name'] or community['code'] or '(no community)'}")
+            for person in community["people"]:
+                tried = ", ".join(f"{t['channel']} {t['state']}" + (f" ({t['error']})" if t["error"] else "")
+                                  for t in person["tried"])
+                lines.append(f"    {person['name']} [{person['id']}]: {tried}")
+    return "\n".join(lines)

@@ -88,3 +88,27 @@ async def test_operators_acknowledge_through_the_api(harness, sample_registry):
     assert (await harness.request("POST", f"/v1/receipts/{alert_id}.99/ack", json={}))[0] == 404
     status, problem = await harness.request("POST", f"/v1/alerts/{alert_id}/acks", json={"recipients": []})
     assert status == 422 and problem["errors"][0]["path"] == "recipients"
+
+
+async def test_silent_lists_who_has_not_acknowledged(harness, sample_registry):
+    from dispatcher.client import render_silent
+
+    harness.start_worker()
+    _, accepted = await harness.post_alert(alert_json(["420116001000"]))
+    await harness.until_state(accepted["id"], "settled")
+    shizaipu = sample_registry.people_in(["420116001001"])
+    await harness.request("POST", f"/v1/alerts/{accepted['id']}/acks", json={"recipients": [p.id for p in shizaipu]})
+
+    status, data = await harness.request("GET", f"/v1/alerts/{accepted['id']}/silent", role="viewer")
+    assert status == 200
+    assert (data["recipients"], data["acknowledged"], data["silent"]) == (13, 4, 9)
+    [street] = data["streets"]
+    assert street["name"] == "六指街道" and street["silent"] == 9
+    communities = {c["name"]: c for c in street["communities"]}
+    assert "什仔铺社区" not in communities and set(communities) == {"六指店社区", "甘棠村", None}
+    person = communities["甘棠村"]["people"][0]
+    assert person["tried"] == [{"receipt": person["tried"][0]["receipt"], "channel": "sms", "state": "delivered",
+                                "attempts": 1, "error": None}]
+    table = render_silent(data)
+    assert table.splitlines()[0].endswith("9 of 13 recipients have not acknowledged")
+    assert f"    {person['name']} [{person['id']}]: sms delivered" in table
