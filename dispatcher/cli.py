@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--category", default="Met")
     send.add_argument("--headline")
     send.add_argument("--instruction")
-    send.add_argument("--area", help="area description (defaults to the region codes)")
+    send.add_argument("--area", help="area description (default: the regions' names)")
     send.add_argument("--exercise", action="store_true", help="a drill: status Exercise, marked 【演练】")
     send.add_argument("--lang", default="zh-CN")
     send.add_argument("--no-follow", action="store_true")
@@ -75,7 +75,7 @@ def _alert_from_args(args: argparse.Namespace) -> dict:
             "headline": args.headline or args.event,
             "description": args.text,
             **({"instruction": args.instruction} if args.instruction else {}),
-            "area": {"areaDesc": args.area or ", ".join(args.region), "regions": args.region},
+            "area": {"areaDesc": args.area or "", "regions": args.region},  # names filled in from the registry
         },
     }
 

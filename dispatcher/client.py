@@ -25,9 +25,24 @@ async def _request(session: aiohttp.ClientSession, method: str, url: str, **kw: 
         return resp.status, data
 
 
+async def region_names(session: aiohttp.ClientSession, base_url: str, codes: list[str]) -> str:
+    """The registry's names of region codes, for an area description ("六指街道、长轩岭街道")."""
+    _, tree = await _request(session, "GET", f"{base_url}/v1/regions")
+    names: dict[str, str] = {}
+    stack = list(tree["items"])
+    while stack:
+        region = stack.pop()
+        names[region["code"]] = region["name"]
+        stack.extend(region.get("children", []))
+    return "、".join(names.get(code, code) for code in codes)
+
+
 async def send_alert(base_url: str, key: str, alert: dict, *, follow: bool, out=sys.stdout) -> dict:
     headers = {"Authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession(headers=headers) as session:
+        area = alert["info"]["area"]
+        if not area.get("areaDesc"):
+            area["areaDesc"] = await region_names(session, base_url, area["regions"])
         status, accepted = await _request(session, "POST", f"{base_url}/v1/alerts", json=alert)
         note = " (a duplicate of an earlier post)" if accepted.get("duplicate") else ""
         print(f"alert {accepted['id']} accepted{note}: {accepted['url']}", file=out)
@@ -55,8 +70,9 @@ async def follow_alert(session: aiohttp.ClientSession, base_url: str, alert_id: 
 
 def _progress(done: int, total: int, state: str, out) -> None:
     width = 30
-    filled = width if total == 0 else int(width * done / total)
-    pct = 100 if total == 0 else int(100 * done / total)
+    finished = state in END_STATES
+    filled = (width if finished else 0) if total == 0 else int(width * done / total)
+    pct = (100 if finished else 0) if total == 0 else int(100 * done / total)
     out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {pct:3d}% {done}/{total} {state:<12}")
     out.flush()
 
