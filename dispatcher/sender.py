@@ -70,6 +70,9 @@ def backoff_s(attempt: int, base_s: float, max_s: float, retry_after_s: float | 
     return delay
 
 
+URGENT_PRIORITY = 1  # priorities 0 and 1 may use the room kept for urgent work
+
+
 class Sender:
     def __init__(
         self,
@@ -123,13 +126,16 @@ class Sender:
         try:
             while not stop.is_set():
                 async with self._room:
-                    await self._room.wait_for(
-                        lambda: self._in_flight == 0 or self._in_flight + self.entry_size <= self.limits.concurrency
-                    )
-                    count = max(1, (self.limits.concurrency - self._in_flight) // self.entry_size)
+                    # One entry's room is kept for urgent work: a full window of Minor sends never
+                    # makes an Extreme entry wait for one of them to finish.
+                    await self._room.wait_for(lambda: self._in_flight <= self.limits.concurrency)
+                    room = self.limits.concurrency - self._in_flight
+                    count = max(1, room // self.entry_size)
                     # While more urgent entries are being sent, read nothing less urgent than
                     # them: the urgent ones go out first, not side by side with a backlog.
                     urgent = min((p for p, n in self._busy.items() if n), default=len(self.streams) - 1)
+                    if room < self.entry_size and self._in_flight:
+                        urgent = min(urgent, URGENT_PRIORITY)
                 streams = self.streams[:urgent + 1]
                 block_ms = 500 if len(streams) == len(self.streams) else 20
                 try:

@@ -35,11 +35,12 @@ def _worker(settings: Settings, registry_file, extra_env: dict[str, str]) -> sub
 
 async def test_sigkill_mid_fanout_loses_nothing(settings, redis, tmp_path):
     people = 20_000
-    in_flight = 200
+    concurrency, batch = 200, 100
+    in_flight = concurrency + batch  # the window the README states: concurrency plus one batch kept for urgent work
     registry_file = write_registry(tmp_path / "registry.json", people)
     registry = synthetic_registry(people)
-    env = {"SHAOZI_CHANNELS": json.dumps({"sms": {"concurrency": in_flight, "rate_per_s": 4000}}),
-           "SHAOZI_BATCH_SIZE": "100", "SHAOZI_RECLAIM_IDLE_S": "1", "SHAOZI_RECLAIM_INTERVAL_S": "0.2"}
+    env = {"SHAOZI_CHANNELS": json.dumps({"sms": {"concurrency": concurrency, "rate_per_s": 4000}}),
+           "SHAOZI_BATCH_SIZE": str(batch), "SHAOZI_RECLAIM_IDLE_S": "1", "SHAOZI_RECLAIM_INTERVAL_S": "0.2"}
     async with Harness(settings, redis, registry) as h:
         _, accepted = await h.post_alert(alert_json([DISTRICT]))
         first = _worker(settings, registry_file, env)
