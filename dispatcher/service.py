@@ -53,23 +53,28 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
         stack.push_async_callback(redis.aclose)
         await redis.ping()
 
-        tasks = []
-        if worker:
-            channels = build_channels(settings)
-            tasks.append(asyncio.create_task(Worker(settings, redis, registry, channels).run(stop)))
-        if api:
+        if api:  # first, so that a port in use stops everything before any work starts
+            admin_key = None
             if not settings.api_keys:
                 admin_key = kept_admin_key(settings)
                 settings.api_keys = {admin_key: "admin"}
-                print(f"Shaozi is listening on {settings.base_url()}\n"
-                      f"admin API key (kept in {settings.data_dir / 'admin.key'}): {admin_key}", flush=True)
             runner = web.AppRunner(build_app(settings, redis, registry), access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, settings.host, settings.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ServiceError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from exc
             log.info("api listening", url=settings.base_url(), registry=str(settings.registry),
                      regions=len(registry.tree()), people=registry.size)
+            if admin_key:
+                print(f"Shaozi is listening on {settings.base_url()}\n"
+                      f"admin API key (kept in {settings.data_dir / 'admin.key'}): {admin_key}", flush=True)
+        tasks = []
+        if worker:
+            channels = build_channels(settings)
+            tasks.append(asyncio.create_task(Worker(settings, redis, registry, channels).run(stop)))
         if started is not None:
             started.set()
         waiter = asyncio.create_task(stop.wait())

@@ -67,3 +67,17 @@ def test_api_alone_needs_a_redis_url(tmp_path):
     env |= {"SHAOZI_DATA_DIR": str(tmp_path), "SHAOZI_PORT": str(free_port())}
     out = _shaozi("api", env=env)
     assert out.returncode == 1 and "SHAOZI_REDIS_URL" in out.stderr
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHAOZI_")}
+        env |= {"SHAOZI_DATA_DIR": str(tmp_path / "var"), "SHAOZI_PORT": str(port)}
+        out = _shaozi("serve", env=env)
+    assert out.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
