@@ -6,6 +6,7 @@ import structlog
 
 from channels.base import Channel, Delivery
 from channels.console import ConsoleChannel
+from channels.telegram import TelegramChannel
 from channels.twilio_sms import TwilioSMS
 from channels.twilio_voice import TwilioVoice
 from config import Settings
@@ -55,4 +56,9 @@ def build_channels(settings: Settings, *, log_messages: bool = True) -> dict[str
         # SMS falls back to the console until an SMS provider is configured.
         channels["sms"] = console
         log.info("sms goes to the console outbox: no SMS provider is configured", outbox=str(console.outbox))
+    if settings.telegram_bot_token is not None:
+        channels["telegram"] = TelegramChannel(settings.telegram_bot_token.get_secret_value(),
+                                               settings.telegram_api_base)
+        if settings.telegram_secret_token is None:
+            log.warning("SHAOZI_TELEGRAM_SECRET_TOKEN is not set: button presses cannot be accepted")
     return channels

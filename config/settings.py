@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str | None = Field(None, description="default Twilio's own API host; a relay or a test double")
 
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_secret_token: SecretStr | None = Field(None, description="checked on every update posted to /hooks/telegram")
+    telegram_api_base: str = "https://api.telegram.org"
+
     # workers
     worker_name: str | None = None
     planner_concurrency: int = Field(2, ge=1)

@@ -35,6 +35,7 @@ from dispatcher.models import (
     ReceiptPage,
 )
 from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE, SETTINGS, STORE
+from dispatcher.hooks_telegram import telegram_update
 from dispatcher.hooks_twilio import twilio_inbound, twilio_status, twilio_voice
 from dispatcher.problems import Problem, problem_middleware, pydantic_errors
 from dispatcher.receipts import Change, parse_receipt_id, receipt_id, receipt_view
@@ -396,6 +397,7 @@ ROUTES: list[Route] = [
           None, media="text/xml"),
     Route("POST", "/hooks/twilio/inbound", twilio_inbound, "An SMS reply (signed by Twilio); answers TwiML", None,
           media="text/xml"),
+    Route("POST", "/hooks/telegram", telegram_update, "A Telegram update (button presses acknowledge)", None),
     Route("GET", "/a/{token}", ack_page.show, "The ack page of a signed link (HTML)", None, media="text/html"),
     Route("POST", "/a/{token}", ack_page.acknowledge, "Acknowledge through a signed link (HTML)", None,
           media="text/html"),
