@@ -39,6 +39,10 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _texts(raw: dict) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
 def natural_key(sender: str, identifier: str) -> str:
     return f"{sender}|{identifier}"
 
@@ -96,9 +100,15 @@ class AlertStore:
         return found.decode() if isinstance(found, bytes) else found
 
     async def state(self, alert_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys.alert(alert_id))
-        return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                for k, v in raw.items()}
+        return _texts(await self.redis.hgetall(self.keys.alert(alert_id)))
+
+    async def doc_and_state(self, alert_id: str) -> tuple[dict | None, dict[str, str]]:
+        """The document and the state of an alert in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.docs, alert_id)
+            pipe.hgetall(self.keys.alert(alert_id))
+            raw, state = await pipe.execute()
+        return (json.loads(raw) if raw else None), _texts(state)
 
     async def summary(self, alert_id: str) -> dict | None:
         doc = await self.doc(alert_id)

@@ -156,11 +156,10 @@ class Planner:
         An alert reaching more than ``part_size`` people is split: its entry becomes one intake
         entry per part, which any planner of any worker takes, so several plan it at once.
         """
-        doc = await self.store.doc(alert_id)
+        doc, state = await self.store.doc_and_state(alert_id)
         if doc is None:
             log.error("intake entry names no stored alert", alert_id=alert_id)
             return
-        state = await self.store.state(alert_id)
         if state.get("planned") == "1":
             return
         alert = Alert.model_validate(doc["alert"])
