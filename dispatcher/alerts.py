@@ -12,7 +12,7 @@ import time
 
 from redis.asyncio import Redis
 
-from dispatcher.codec import dumps
+from dispatcher.codec import dumps, text
 from dispatcher.keys import Keys
 from dispatcher.models import Alert, new_id
 from dispatcher.receipts import ReceiptBook
@@ -35,12 +35,8 @@ return {1, id}
 """
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _texts(raw: dict) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
+    return {text(k): text(v) for k, v in raw.items()}
 
 
 def natural_key(sender: str, identifier: str) -> str:
@@ -70,13 +66,12 @@ class AlertStore:
         keys = [self.keys.docs, self.keys.dedupe, self.keys.alert_index, self.keys.intake(alert.priority())]
         args = [alert_id, dumps(doc), natural_key(alert.sender, alert.identifier), idem, int(now * 1000)]
         stored, the_id = await self._accept(keys, args)
-        the_id = the_id.decode() if isinstance(the_id, bytes) else the_id
-        return the_id, bool(stored)
+        return text(the_id), bool(stored)
 
     async def prune(self, before: float, limit: int = 100) -> int:
         """Forget alerts accepted before ``before`` (unix s): receipts, counters, document and
         dedupe entries. Returns how many; call again while it returns ``limit``."""
-        ids = [_text(i) for i in await self.redis.zrangebyscore(
+        ids = [text(i) for i in await self.redis.zrangebyscore(
             self.keys.alert_index, "-inf", f"({int(before * 1000)}", start=0, num=limit)]
         for alert_id in ids:
             doc = await self.doc(alert_id)
@@ -97,7 +92,7 @@ class AlertStore:
 
     async def find(self, sender: str, identifier: str) -> str | None:
         found = await self.redis.hget(self.keys.dedupe, natural_key(sender, identifier))
-        return found.decode() if isinstance(found, bytes) else found
+        return text(found)
 
     async def state(self, alert_id: str) -> dict[str, str]:
         return _texts(await self.redis.hgetall(self.keys.alert(alert_id)))
@@ -144,7 +139,7 @@ class AlertStore:
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        ids = [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows]
+        ids = [text(r[0]) for r in rows]
         docs = await self.redis.hmget(self.keys.docs, ids) if ids else []
         items = [await self._summary(json.loads(d)) for d in docs if d]
         cursor = str(int(rows[-1][1])) if more and rows else None
@@ -161,13 +156,13 @@ def describe(state: str, recipients: int | None, totals: dict[str, int], alert_s
         return "Working out who it reaches."
     reached = sum(totals.get(s, 0) for s in ("sent", "delivered", "acknowledged"))
     receipts = sum(totals.values())
-    text = f"{recipients} recipients, {receipts} receipts: {reached} reached"
+    sentence = f"{recipients} recipients, {receipts} receipts: {reached} reached"
     open_ = totals.get("queued", 0) + totals.get("sending", 0)
     if open_:
-        text += f", {open_} on their way"
+        sentence += f", {open_} on their way"
     for s in ("acknowledged", "failed", "undeliverable", "cancelled", "expired"):
         if totals.get(s):
-            text += f", {totals[s]} {s}"
+            sentence += f", {totals[s]} {s}"
     if state == "cancelled":
-        text += f". Cancelled by {alert_state.get('cancelled')}"
-    return text + "."
+        sentence += f". Cancelled by {alert_state.get('cancelled')}"
+    return sentence + "."

@@ -13,6 +13,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
 from dispatcher.app_state import KEYS, REDIS, SETTINGS, STORE
+from dispatcher.codec import text
 from dispatcher.problems import Problem
 from dispatcher.receipts import Change, parse_receipt_id
 
@@ -88,7 +89,7 @@ async def twilio_inbound(request: web.Request) -> web.Response:
     if latest is None:
         log.info("sms reply from a number with no warning", reply=word)
         return _twiml(REPLIES["unknown"])
-    alert_id, number = parse_receipt_id(latest.decode() if isinstance(latest, bytes) else latest)
+    alert_id, number = parse_receipt_id(text(latest))
     change = Change(number, "acknowledged", {"note": "acknowledged by SMS reply"})
     applied = (await store.receipts.apply(alert_id, [change], time.time()))[0]
     log.info("sms reply", alert_id=alert_id, delivery_id=f"{alert_id}.{number}", acknowledged=applied)

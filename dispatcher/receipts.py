@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from dispatcher.codec import dumps
+from dispatcher.codec import dumps, text
 from dispatcher.keys import Keys
 
 # Which state may follow which. Anything not listed is refused, so a late or repeated
@@ -335,7 +335,7 @@ class ReceiptBook:
         out = await self._begin(self.keys.alert_keys(alert_id), [now, 1 if reclaimed else 0, dumps(list(claims))])
         claimed = []
         for i in range(0, len(out), 3):
-            address, recipient, name, _region = _text(out[i + 2]).split("\t", 3)
+            address, recipient, name, _region = text(out[i + 2]).split("\t", 3)
             claimed.append(Claimed(int(out[i]), address, recipient, name, int(out[i + 1])))
         return claimed
 
@@ -351,14 +351,12 @@ class ReceiptBook:
         args: list = [now]
         for k, v in fields.items():
             args += [k, v]
-        state = await self._mark(self.keys.alert_keys(alert_id), args)
-        return state.decode() if isinstance(state, bytes) else state
+        return text(await self._mark(self.keys.alert_keys(alert_id), args))
 
     async def part_planned(self, alert_id: str, part: int, parts: int, recipients: int, now: float) -> str | None:
         """Record one part of an alert as planned; returns the alert's state."""
         keys = [*self.keys.alert_keys(alert_id), self.keys.plan_parts(alert_id)]
-        state = await self._part_planned(keys, [now, part, parts, recipients])
-        return state.decode() if isinstance(state, bytes) else state
+        return text(await self._part_planned(keys, [now, part, parts, recipients]))
 
     async def size(self, alert_id: str) -> int:
         """How many receipts the alert has so far (they are numbered 0 .. size-1)."""
@@ -379,7 +377,7 @@ class ReceiptBook:
         per_channel: dict[str, dict[str, int]] = {}
         totals: dict[str, int] = {}
         for key, value in raw.items():
-            key = key.decode() if isinstance(key, bytes) else key
+            key = text(key)
             n = int(value)
             if n == 0:
                 continue
@@ -397,12 +395,8 @@ def _clean(value: str) -> str:
     return value
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _stored(raw: bytes | str) -> dict:
-    head, _, history = _text(raw).partition("\n")
+    head, _, history = text(raw).partition("\n")
     s, a, t, ra, c, p, e, to, who, name, rg = head.split("\t", 10)
     return {"s": s, "a": int(a), "t": float(t), "ra": ra, "c": c, "p": p, "e": e, "to": to, "who": who,
             "name": name, "rg": rg, "h": [line.split("\t", 2) for line in history.split("\n")] if history else []}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from dispatcher.codec import text
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -18,16 +20,12 @@ class Entry:
 
     @classmethod
     def of(cls, stream: bytes | str, msg_id: bytes | str, raw: dict | None) -> Entry:
-        fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
+        fields = {text(k): text(v) for k, v in (raw or {}).items()}
         try:
             numbers = tuple(decode_numbers(fields.get("n", "")))
         except ValueError:
             numbers = ()
-        return cls(_text(stream), _text(msg_id), fields, numbers)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return cls(text(stream), text(msg_id), fields, numbers)
 
 
 def _entries(reply: Sequence | dict | None) -> list[Entry]:
@@ -99,14 +97,14 @@ async def reclaim(
     start = "0-0"
     while True:
         reply = await redis.xautoclaim(stream, group, consumer, min_idle_ms, start_id=start, count=count)
-        start = _text(reply[0])
+        start = text(reply[0])
         for msg_id, fields in reply[1]:
             if fields:
                 live.append(Entry.of(stream, msg_id, fields))
             else:
-                gone.append(_text(msg_id))
+                gone.append(text(msg_id))
         if len(reply) > 2:
-            gone.extend(_text(i) for i in reply[2] or [])
+            gone.extend(text(i) for i in reply[2] or [])
         if start == "0-0" or len(live) >= count:
             return live, gone
 
