@@ -12,13 +12,13 @@ import asyncio
 import os
 import time
 
-from aiohttp.test_utils import TestServer
 
 from channels.base import Delivery, Message
 from channels.twilio_sms import TwilioSMS
 from bench.common import bench_redis, own_prefix
 from dispatcher.connections import redis_client
 from dispatcher.ratelimit import RateLimiter
+from tests.doubles import served
 from tests.doubles.twilio import TwilioDouble
 
 SID, TOKEN = "AC" + "2" * 32, "bench-token"
@@ -33,38 +33,36 @@ def deliveries(n: int, offset: int = 0) -> list[Delivery]:
 
 async def run(redis_url: str, prefix: str, total: int, concurrency: int, rate: float, rate_total: int) -> dict:
     double = TwilioDouble(SID, TOKEN)
-    server = TestServer(double.app(), port=0)
-    await server.start_server()
-    sms = TwilioSMS(SID, TOKEN, from_="+15005550006", api_base=str(server.make_url("")))
-    await sms.start()
-    try:
-        lanes = asyncio.Semaphore(concurrency)
+    redis = redis_client(redis_url)
+    async with served(double.app()) as url:
+        sms = TwilioSMS(SID, TOKEN, from_="+15005550006", api_base=url)
+        await sms.start()
+        try:
+            lanes = asyncio.Semaphore(concurrency)
 
-        async def one(d: Delivery) -> None:
-            async with lanes:
-                await sms.send(d)
+            async def one(d: Delivery) -> None:
+                async with lanes:
+                    await sms.send(d)
 
-        start = time.perf_counter()
-        await asyncio.gather(*(one(d) for d in deliveries(total)))
-        unlimited = total / (time.perf_counter() - start)
+            start = time.perf_counter()
+            await asyncio.gather(*(one(d) for d in deliveries(total)))
+            unlimited = total / (time.perf_counter() - start)
 
-        double.received_at.clear()
-        redis = redis_client(redis_url)
-        limiter = RateLimiter(redis, f"{prefix}:rate", rate)
-        await limiter.take(int(limiter.capacity))  # start from an empty bucket: measure the steady rate
+            double.received_at.clear()
+            limiter = RateLimiter(redis, f"{prefix}:rate", rate)
+            await limiter.take(int(limiter.capacity))  # start from an empty bucket: measure the steady rate
 
-        # As the sender does: take the rate, then hand the send off, and take again.
-        sends = []
-        for d in deliveries(rate_total, offset=total):
-            await limiter.take(1)
-            sends.append(asyncio.create_task(one(d)))
-        await asyncio.gather(*sends)
-        stamps = double.received_at
-        held = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-        await redis.aclose()
-    finally:
-        await sms.close()
-        await server.close()
+            # As the sender does: take the rate, then hand the send off, and take again.
+            sends = []
+            for d in deliveries(rate_total, offset=total):
+                await limiter.take(1)
+                sends.append(asyncio.create_task(one(d)))
+            await asyncio.gather(*sends)
+            stamps = double.received_at
+            held = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        finally:
+            await sms.close()
+            await redis.aclose()
     return {"unlimited": unlimited, "held": held}
 
 

@@ -4,12 +4,12 @@ acknowledges exactly the receipt it was sent with; a forged update is refused.""
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from channels.catalog import build_channels
 from contacts import Registry
 from tests.conftest import Harness, alert_json
+from tests.doubles import served
 from tests.doubles.telegram import TelegramDouble
 
 TOKEN, SECRET = "123456:bot-test-token", "hook-secret"
@@ -18,11 +18,8 @@ TOKEN, SECRET = "123456:bot-test-token", "hook-secret"
 @pytest.fixture
 async def telegram():
     double = TelegramDouble(TOKEN)
-    server = TestServer(double.app(), port=0)
-    await server.start_server()
-    double.url = str(server.make_url("")).rstrip("/")
-    yield double
-    await server.close()
+    async with served(double.app()) as double.url:
+        yield double
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from pydantic import SecretStr
-from aiohttp.test_utils import TestServer
 
 from channels.catalog import build_channels
 from dispatcher.embedded import free_port
 from contacts import Registry
 from tests.conftest import Harness, alert_json, eventually
+from tests.doubles import served
 from tests.doubles.twilio import TwilioDouble
 
 SID = "AC" + "1" * 32
@@ -21,11 +21,8 @@ TOKEN = "twilio-test-token"
 @pytest.fixture
 async def twilio():
     double = TwilioDouble(SID, TOKEN)
-    server = TestServer(double.app(), port=0)
-    await server.start_server()
-    double.url = str(server.make_url("")).rstrip("/")
-    yield double
-    await server.close()
+    async with served(double.app()) as double.url:
+        yield double
 
 
 @pytest.fixture
