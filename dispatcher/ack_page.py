@@ -10,8 +10,8 @@ import time
 import structlog
 from aiohttp import web
 
-from dispatcher.acklinks import AckLinkError, AckLinks
-from dispatcher.app_state import SETTINGS, STORE
+from dispatcher.acklinks import AckLinkError
+from dispatcher.app_state import ACK_LINKS, STORE
 from dispatcher.receipts import Change, parse_receipt_id
 
 log = structlog.get_logger("shaozi.ack")
@@ -52,10 +52,8 @@ def _problem_page(reason: str) -> web.Response:
 
 
 async def _receipt(request: web.Request) -> tuple[str, int, dict, dict] | web.Response:
-    settings = request.app[SETTINGS]
-    links = AckLinks(settings.signing_secret(), settings.base_url())
     try:
-        alert_id, number = parse_receipt_id(links.verify(request.match_info["token"]))
+        alert_id, number = parse_receipt_id(request.app[ACK_LINKS].verify(request.match_info["token"]))
     except AckLinkError as exc:
         log.info("ack link refused", reason=exc.reason)
         return _problem_page(exc.reason)

@@ -18,25 +18,26 @@ from redis.asyncio import Redis
 from config import ROLES, Settings
 from contacts import Registry
 from dispatcher import ack_page, metrics
+from dispatcher.acklinks import AckLinks
 from dispatcher.alerts import AlertStore
+from dispatcher.app_state import ACK_LINKS, KEYS, REDIS, REGISTRY, ROLE, SETTINGS, STORE
 from dispatcher.cap import to_cap
-from dispatcher.intake import intake_format, parse_alert
 from dispatcher.codec import dumps
+from dispatcher.hooks_telegram import telegram_update
+from dispatcher.hooks_twilio import twilio_inbound, twilio_status, twilio_voice
+from dispatcher.intake import intake_format, parse_alert
 from dispatcher.keys import Keys
 from dispatcher.models import (
     PRIORITIES,
     Accepted,
     AckRequest,
     AckResult,
-    AlertAcksRequest,
     Alert,
+    AlertAcksRequest,
     AlertPage,
     AlertSummary,
     ReceiptPage,
 )
-from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE, SETTINGS, STORE
-from dispatcher.hooks_telegram import telegram_update
-from dispatcher.hooks_twilio import twilio_inbound, twilio_status, twilio_voice
 from dispatcher.problems import Problem, problem_middleware, pydantic_errors
 from dispatcher.receipts import Change, parse_receipt_id, receipt_id, receipt_view
 from dispatcher.worker import workers_alive
@@ -416,6 +417,7 @@ def build_app(settings: Settings, redis: Redis, registry: Registry) -> web.Appli
     app[KEYS] = keys
     app[STORE] = AlertStore(redis, keys)
     app[REGISTRY] = registry
+    app[ACK_LINKS] = AckLinks(settings.signing_secret(), settings.base_url())  # the secret is read once
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _guard(route))
     return app

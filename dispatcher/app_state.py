@@ -5,6 +5,7 @@ from redis.asyncio import Redis
 
 from config import Settings
 from contacts import Registry
+from dispatcher.acklinks import AckLinks
 from dispatcher.alerts import AlertStore
 from dispatcher.keys import Keys
 
@@ -13,4 +14,5 @@ REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", AlertStore)
 REGISTRY = web.AppKey("registry", Registry)
 KEYS = web.AppKey("keys", Keys)
+ACK_LINKS = web.AppKey("ack_links", AckLinks)
 ROLE = web.RequestKey("role", str)
