@@ -32,6 +32,7 @@ class Message:
     msg_type: str = "Alert"
     sender_name: str = ""
     expires_at: float | None = None  # unix seconds
+    note: str = ""  # an escalated message opens with it: a reminder, or whose silence to follow up
 
 
 @dataclass(slots=True)  # not frozen: one per message, and frozen dataclasses build several times slower

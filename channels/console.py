@@ -58,16 +58,19 @@ class ConsoleChannel(Channel):
         if self._file is None:
             await self.start()
         now = time.time()
-        bodies: dict[str, tuple[str, str]] = {}  # alert id -> text and its JSON, once per alert
+        # Message -> its text and the text's JSON, rendered once: deliveries of one alert share a
+        # Message (escalated ones have their own), so its id is the key.
+        bodies: dict[int, tuple[str, str]] = {}
         lines = []
         for d in deliveries:
             alert_id = d.message.alert_id
-            if alert_id not in bodies:
-                body = render_body(d.message)
-                bodies[alert_id] = (body, _encode(body))
+            body = bodies.get(id(d.message))
+            if body is None:
+                text = render_body(d.message)
+                body = bodies[id(d.message)] = (text, _encode(text))
             suffix = ack_suffix(d.message, d.ack_url)
             # Two JSON strings join into one by dropping the quotes between them (escapes are local).
-            text_json = bodies[alert_id][1][:-1] + _encode(suffix)[1:] if suffix else bodies[alert_id][1]
+            text_json = body[1][:-1] + _encode(suffix)[1:] if suffix else body[1]
             # Ids and channel names are plain ASCII; everything else goes through the encoder.
             lines.append(f'{{"at":{now!r},"receipt":"{d.receipt_id}","alert":"{alert_id}",'
                          f'"channel":"{d.channel}","to":{_encode(d.address)},"name":{_encode(d.name)},'
@@ -81,7 +84,7 @@ class ConsoleChannel(Channel):
         if self.log_messages:
             for d in deliveries:
                 log.info("message", alert_id=d.message.alert_id, delivery_id=d.receipt_id, channel=d.channel,
-                         to=mask(d.address), text=bodies[d.message.alert_id][0])
+                         to=mask(d.address), text=bodies[id(d.message)][0])
         return [SendResult(state="delivered") for _ in deliveries]
 
     def _write(self, payload: str) -> None:

@@ -14,6 +14,14 @@ ACK_HINT = {"zh-CN": "收到请回复1或点击：", "en": "Reply 1 or open to a
 REPLY_HINT = {"zh-CN": "收到请回复1。", "en": "Reply 1 to acknowledge."}
 
 
+# The lines escalated messages open with.
+REMINDER = {"zh-CN": "【再次提醒】尚未收到您的确认。", "en": "[REMINDER] Your acknowledgement has not been received. "}
+FOLLOW_UP = {"zh-CN": "【请代为跟进】{names}尚未确认此预警，请联系并代为确认。",
+             "en": "[PLEASE FOLLOW UP] {names} has not acknowledged this warning. "}
+SILENT_LIST = {"zh-CN": "【督办】以下{count}人尚未确认此预警：{names}。",
+               "en": "[NOT ACKNOWLEDGED] {count}: {names}. "}
+NAME_SEP = {"zh-CN": "、", "en": ", "}
+
 PRESS_TO_ACK = {"zh-CN": "确认收到请按任意键。", "en": "Press any key to acknowledge."}
 # Twilio <Say> voices: Mandarin for Chinese, US English otherwise.
 VOICES = {"zh-CN": ("cmn-CN", "Polly.Zhiyu"), "en": ("en-US", "Polly.Joanna")}
@@ -39,7 +47,7 @@ def render_text(message: Message, ack_url: str | None = None, *, reply_acknowled
 def render_body(message: Message) -> str:
     """The warning itself, the same for every recipient of an alert."""
     lang = language(message.lang)
-    parts = []
+    parts = [message.note] if message.note else []
     if message.drill:
         parts.append(DRILL_MARK[lang])
     if message.msg_type == "Cancel":

@@ -35,6 +35,30 @@ class ChannelLimits(BaseModel):
     max_attempts: int = Field(5, ge=1)
 
 
+Severity = Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]
+PersonRole = Literal["info_officer", "safety_officer", "duty_officer", "leader", "staff"]
+
+
+class EscalationStep(BaseModel):
+    """One step of an escalation policy, taken when the person is still silent."""
+
+    wait_s: float = Field(gt=0, description="seconds to wait for an acknowledgement first: after the first "
+                                             "message for the first step, after the previous step for the others")
+    do: Literal["resend", "next_channel", "voice", "backup", "supervisor"]
+
+
+def _steps(*pairs: tuple[float, str]) -> list[EscalationStep]:
+    return [EscalationStep(wait_s=w, do=d) for w, d in pairs]
+
+
+# Extreme warnings escalate within minutes; Minor ones do not escalate.
+DEFAULT_ESCALATION: dict[str, list[EscalationStep]] = {
+    "Extreme": _steps((180, "resend"), (180, "voice"), (300, "backup"), (300, "supervisor")),
+    "Severe": _steps((600, "resend"), (600, "next_channel"), (900, "supervisor")),
+    "Moderate": _steps((1800, "resend")),
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHAOZI_", extra="ignore")
 
@@ -80,6 +104,13 @@ class Settings(BaseSettings):
         default_factory=dict, description="per-channel limits; unset ones take the adapter's defaults"
     )
 
+    # escalation: "<severity>" or "<severity>:<role>" (the role's own policy wins) -> ordered steps
+    escalation: dict[str, list[EscalationStep]] = Field(
+        default_factory=lambda: dict(DEFAULT_ESCALATION),
+        description="per severity, optionally per role; a severity not named does not escalate",
+    )
+    escalation_interval_s: float = Field(1.0, gt=0, description="how often a worker looks for due escalations")
+
     # embedded redis
     embedded_redis_appendfsync: Literal["always", "everysec", "no"] = "everysec"
 
@@ -95,6 +126,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"API key entry must be key:role, got {pair[:4]}…")
             keys[key] = role
         return keys
+
+    @field_validator("escalation")
+    @classmethod
+    def _check_escalation(cls, value: dict[str, list[EscalationStep]]) -> dict[str, list[EscalationStep]]:
+        for key in value:
+            severity, _, role = key.partition(":")
+            if severity not in Severity.__args__ or (role and role not in PersonRole.__args__):
+                raise ValueError(f"escalation policy {key!r}: name a severity ({', '.join(Severity.__args__)}), "
+                                 f"optionally ':' and a role ({', '.join(PersonRole.__args__)})")
+        return value
 
     @classmethod
     def settings_customise_sources(

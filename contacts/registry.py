@@ -16,7 +16,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-RoleName = Literal["info_officer", "safety_officer", "duty_officer", "leader", "staff"]
+from config.settings import PersonRole
+
 Level = Literal["district", "street", "community"]
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: large registries load fast
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -37,12 +38,14 @@ class Region(BaseModel):
 class Person(BaseModel):
     id: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1)
-    role: RoleName
+    role: PersonRole
     region: str
     phone: str | None = None
     channels: list[str] = Field(default_factory=lambda: ["sms"])
     telegram_chat_id: str | None = None
     hazards: list[str] = Field(default_factory=list)
+    backup: str | None = Field(None, description="who is told when this person stays silent")
+    supervisor: str | None = Field(None, description="who gets the list of silent people under them")
 
     @field_validator("phone")
     @classmethod
@@ -82,12 +85,21 @@ class Registry:
         for root in regions:
             self._index(root, None)
         self._people_by_region: dict[str, list[Person]] = {}
+        self._person_by_id: dict[str, Person] = {}
         problems = []
         for person in people:
+            if person.id in self._person_by_id:
+                problems.append(f"person {person.id} appears twice")
+            self._person_by_id[person.id] = person
             if person.region not in self._region_by_code:
                 problems.append(f"person {person.id}: region {person.region} is not in the regions tree")
                 continue
             self._people_by_region.setdefault(person.region, []).append(person)
+        for person in self._person_by_id.values():
+            for field in ("backup", "supervisor"):
+                other = getattr(person, field)
+                if other is not None and (other == person.id or other not in self._person_by_id):
+                    problems.append(f"person {person.id}: {field} {other} is not another person in the registry")
         if problems:
             raise RegistryError("; ".join(problems))
 
@@ -117,6 +129,9 @@ class Registry:
             return cls(parsed.regions, parsed.people)
         except RegistryError as exc:
             raise RegistryError(f"{path}: {exc}") from exc
+
+    def person(self, person_id: str) -> Person | None:
+        return self._person_by_id.get(person_id)
 
     def region(self, code: str) -> Region | None:
         return self._region_by_code.get(code)

@@ -76,7 +76,9 @@ class AlertStore:
         for alert_id in ids:
             doc = await self.doc(alert_id)
             # The alert's own keys first: if this stops half-way, the index still names it.
-            await self.redis.unlink(*self.keys.alert_keys(alert_id), self.keys.plan_parts(alert_id))
+            await self.redis.unlink(*self.keys.alert_keys(alert_id), self.keys.plan_parts(alert_id),
+                                    self.keys.escalation(alert_id))
+            await self.redis.zrem(self.keys.escalations, alert_id)
             async with self.redis.pipeline(transaction=True) as tx:
                 if doc:
                     for key in doc.get("dedupe") or [natural_key(doc["alert"]["sender"], doc["alert"]["identifier"])]:

@@ -39,7 +39,7 @@ from dispatcher.models import (
     ReceiptPage,
 )
 from dispatcher.problems import Problem, problem_middleware, pydantic_errors
-from dispatcher.receipts import Change, parse_receipt_id, receipt_id, receipt_view
+from dispatcher.receipts import Change, escalation_of, parse_receipt_id, receipt_id, receipt_view
 from dispatcher.worker import workers_alive
 
 log = structlog.get_logger("shaozi.api")
@@ -267,11 +267,17 @@ async def silent(request: web.Request) -> web.Response:
     total = await store.receipts.size(alert_id)
     for start in range(0, total, 1000):
         for n, r in await store.receipts.page(alert_id, start, 1000):
-            person = people.setdefault(r["who"], {"id": r["who"], "name": r["name"], "region": r["rg"],
-                                                  "acknowledged": False, "tried": []})
+            escalation = escalation_of(r["via"]) if r["via"] else None
+            if escalation and not escalation["for"]:
+                continue  # a supervisor's list of the silent counts for nobody
+            # An escalated receipt (to the person, or to their backup) counts for whom it follows up.
+            owner = escalation["for"] if escalation else r["who"]
+            person = people.setdefault(owner, {"id": owner, "name": r["name"], "region": r["rg"],
+                                               "acknowledged": False, "tried": []})
             person["acknowledged"] |= r["s"] == "acknowledged"
             person["tried"].append({"receipt": receipt_id(alert_id, n), "channel": r["c"], "state": r["s"],
-                                    "attempts": r["a"], "error": r["e"] or None})
+                                    "attempts": r["a"], "error": r["e"] or None,
+                                    **({"to": r["name"], "escalation": escalation} if escalation else {})})
     streets: dict[str, dict] = {}
     for person in people.values():
         if person.pop("acknowledged"):

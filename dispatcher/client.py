@@ -118,7 +118,16 @@ def render_silent(data: dict) -> str:
         for community in street["communities"]:
             lines.append(f"  {community['name'] or community['code'] or '(no community)'}")
             for person in community["people"]:
-                tried = ", ".join(f"{t['channel']} {t['state']}" + (f" ({t['error']})" if t["error"] else "")
-                                  for t in person["tried"])
+                tried = ", ".join(_tried(t) for t in person["tried"])
                 lines.append(f"    {person['name']} [{person['id']}]: {tried}")
     return "\n".join(lines)
+
+
+def _tried(t: dict) -> str:
+    """One receipt of a silent person: 'sms delivered', 'step 4 backup → 李四 sms sent'."""
+    said = f"{t['channel']} {t['state']}" + (f" ({t['error']})" if t["error"] else "")
+    step = t.get("escalation")
+    if step is None:
+        return said
+    to = f" → {t['to']}" if step["action"] == "backup" else ""
+    return f"step {step['step']} {step['action']}{to} {said}"

@@ -63,6 +63,11 @@ class Keys:
         """set: the parts of a large alert planned so far"""
         return f"{self.prefix}:alert:{{{alert_id}}}:parts"
 
+    def escalation(self, alert_id: str) -> str:
+        """hash: person id -> last escalation step taken TAB when; 'note:<receipt number>' -> the
+        line an escalated message opens with"""
+        return f"{self.prefix}:alert:{{{alert_id}}}:esc"
+
     def alert_keys(self, alert_id: str) -> list[str]:
         return [self.alert(alert_id), self.receipts(alert_id), self.counts(alert_id)]
 
@@ -87,6 +92,11 @@ class Keys:
         return f"{self.prefix}:{{q:{channel}}}:latest"
 
     # process-wide
+    @property
+    def escalations(self) -> str:
+        """sorted set: alert id -> when its silent recipients are next looked at (unix s)"""
+        return f"{self.prefix}:escalations"
+
     @property
     def workers(self) -> str:
         """sorted set: worker name -> last heartbeat (unix s)"""

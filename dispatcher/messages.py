@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
 
 from channels.base import Message
 from dispatcher.alerts import AlertStore
+from dispatcher.codec import text
 from dispatcher.models import Alert
 
 
@@ -53,3 +56,11 @@ class MessageCache:
         if len(self._cache) > self.size:
             self._cache.popitem(last=False)
         return message
+
+    async def escalated(self, message: Message, numbers: Sequence[int]) -> dict[int, Message]:
+        """Receipt number -> its own message, for receipts an escalation step created with a note."""
+        if not numbers:
+            return {}
+        notes = await self.store.redis.hmget(self.store.keys.escalation(message.alert_id),
+                                             [f"note:{n}" for n in numbers])
+        return {n: replace(message, note=text(note)) for n, note in zip(numbers, notes) if note}

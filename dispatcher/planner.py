@@ -22,10 +22,11 @@ from redis.asyncio import Redis
 from contacts import Person, Registry
 from dispatcher.alerts import AlertStore
 from dispatcher.connections import TRANSIENT
+from dispatcher.escalation import Policies
 from dispatcher.keys import INTAKE_GROUP, Keys
 from dispatcher.models import Alert
 from dispatcher.receipts import NewReceipt
-from dispatcher.streams import Entry, PriorityReader, encode_numbers, ensure_groups, reclaim
+from dispatcher.streams import Entry, PriorityReader, enqueue, ensure_groups, reclaim
 
 log = structlog.get_logger("shaozi.planner")
 
@@ -96,6 +97,7 @@ class Planner:
         reclaim_idle_s: float = 60.0,
         part_size: int = 20_000,
         urgent_only: bool = False,
+        policies: Policies | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -108,6 +110,7 @@ class Planner:
         self.reader = PriorityReader(redis, INTAKE_GROUP, consumer)
         self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
         self.part_size = part_size
+        self.policies = policies
         # A planner kept for urgent alerts reads only the two most urgent intake streams, so an
         # Extreme warning never waits while every planner is busy with a large Minor one.
         self.intakes = self.keys.intakes()[:URGENT_PRIORITIES] if urgent_only else self.keys.intakes()
@@ -171,6 +174,8 @@ class Planner:
                 expires_at=expires_at if expires_at is not None else "",
             )
             referenced = await self._supersede(alert_id, alert, now)
+            if self.policies is not None:
+                await self.policies.schedule(self.redis, self.keys, alert_id, alert, now)
         else:
             referenced = await self._referenced(alert_id, alert)
 
@@ -194,25 +199,12 @@ class Planner:
         for chunk in batched(plan_receipts(people[first:last], self.enabled, alert.channels, first_number=number),
                              CHUNK):
             to_queue = await self.book.create(alert_id, chunk, now)
-            await self._enqueue(alert_id, {r.number: r.channel for r in chunk}, to_queue, doc["priority"])
+            channels = {r.number: r.channel for r in chunk}
+            await enqueue(self.redis, self.keys, self.entry_size, alert_id, [(n, channels[n]) for n in to_queue],
+                          doc["priority"])
         final = await self.book.part_planned(alert_id, k, parts, len(people), time.time())
         log.info("planned", alert_id=alert_id, part=k, parts=parts, recipients=len(people), state=final,
                  unknown_regions=self.registry.unknown_codes(codes) or None)
-
-    async def _enqueue(self, alert_id: str, channels: Mapping[int, str], numbers: list[int], priority: int) -> None:
-        """Queue receipts on their channels' streams, several receipts to an entry."""
-        by_channel: dict[str, list[int]] = {}
-        for n in numbers:
-            by_channel.setdefault(channels[n], []).append(n)
-        if not by_channel:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for channel, chunk in by_channel.items():
-                size = self.entry_size.get(channel, 1)
-                for i in range(0, len(chunk), size):
-                    entry = {"r": alert_id, "n": encode_numbers(chunk[i:i + size]), "a": 0}
-                    pipe.xadd(self.keys.deliveries(channel, priority), entry)
-            await pipe.execute()
 
     async def _referenced(self, alert_id: str, alert: Alert) -> list[str]:
         """Ids of the earlier alerts an Update or Cancel references."""

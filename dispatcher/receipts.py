@@ -7,9 +7,12 @@ receipt's public id is ``<alert id>.<number>``; under its number in the alert's 
 hash it is one string that a script reads with a pattern, no JSON parser:
 
     state TAB attempts TAB last change TAB retry at TAB channel TAB provider id TAB last error
-        TAB address TAB recipient id TAB name TAB region          (the last four written once)
+        TAB address TAB recipient id TAB name TAB region TAB via    (the last five written once)
     state TAB time TAB note          (one history line per state reached)
     ...
+
+``via`` is empty for a receipt planned from the alert's targets; an escalation step writes
+``<step>:<action>:<person id>`` (whose silence it follows up; empty for a supervisor's list).
 """
 
 from __future__ import annotations
@@ -159,6 +162,62 @@ settle()
 return out
 """
 
+# KEYS[4] the alert's escalation hash. ARGV[1] now, ARGV[2] the step (1, 2, ...), ARGV[3] JSON
+# list of items {ps = [[person id, name, [their receipt numbers]], ...], r = [[channel, who-and-
+# where], ...], why = history note, note = opening line or false, in which {count} and {names}
+# stand for the people the step is taken for, names joined by sep}.
+# Takes the step for the people of an item who have taken the step before it and none of whose
+# receipts is acknowledged, creating the item's receipts once; a step already taken, or any
+# step of a cancelled or expired alert, is not taken again. Returns number, channel of each
+# receipt created.
+_ESCALATE = _LUA_COMMON + r"""
+local esc_key, now, step = KEYS[4], ARGV[1], tonumber(ARGV[2])
+local a = redis.call('HMGET', alert_key, 'cancelled', 'expires_at', 'state')
+if (a[1] and a[1] ~= '') or (tonumber(a[2]) and tonumber(now) >= tonumber(a[2])) then return {} end
+local size = redis.call('HLEN', receipts_key)
+local out = {}
+for _, it in ipairs(cjson.decode(ARGV[3])) do
+  local names = {}
+  for _, p in ipairs(it.ps) do
+    local taken = tonumber(match(redis.call('HGET', esc_key, p[1]) or '0', '^(%d+)'))
+    if taken == step - 1 then
+      local acked = false
+      local numbers = {}
+      for i, n in ipairs(p[3]) do numbers[i] = tostring(n) end
+      for _, r in pairs(load(numbers)) do acked = acked or r.s == 'acknowledged' end
+      if not acked then
+        redis.call('HSET', esc_key, p[1], step .. '	' .. now)
+        names[#names + 1] = p[2]
+      end
+    end
+  end
+  if #names > 0 then
+    for _, nr in ipairs(it.r) do
+      local n = tostring(size)
+      size = size + 1
+      local r = {n = n, a = 0, ra = '', c = nr[1], rest = '		' .. nr[2]}
+      move(r, 'queued', now, it.why)
+      save(r)
+      if it.note then
+        local shown = names
+        if #names > 20 then shown = {unpack(names, 1, 20)}; shown[21] = '…' end
+        local note = string.gsub(it.note, '{count}', function() return tostring(#names) end)
+        note = string.gsub(note, '{names}', function() return concat(shown, it.sep) end)
+        redis.call('HSET', esc_key, 'note:' .. n, note)
+      end
+      out[#out + 1] = n
+      out[#out + 1] = nr[1]
+    end
+  end
+end
+if #out > 0 then
+  redis.call('HSET', alert_key, 'receipts', size)
+  if a[3] == 'settled' then redis.call('HSET', alert_key, 'state', 'dispatching') end
+end
+settle()
+return out
+"""
+
 # ARGV[1] now, ARGV[2] 1 when these were reclaimed from a dead worker, ARGV[3] JSON list of
 # [number, attempt the message is for]. Claims receipts for sending. Returns a flat list of
 # number, attempt, who-and-where JSON for each receipt to send now; the others were already
@@ -287,6 +346,10 @@ class NewReceipt:
     region: str
     state: str = "queued"
     note: str | None = None
+    via: str = ""
+
+    def who_and_where(self) -> str:
+        return "\t".join(map(_clean, (self.address, self.recipient, self.name, self.region, self.via)))
 
 
 @dataclass(slots=True)
@@ -298,6 +361,18 @@ class Claimed:
     recipient: str
     name: str
     attempt: int
+    via: str = ""
+
+
+@dataclass(slots=True)
+class EscalationItem:
+    """One escalation step for some silent people: the receipts it creates, once."""
+
+    people: list[tuple[str, str, list[int]]]  # person id, name, their receipt numbers
+    receipts: list[NewReceipt]  # numbers are given when they are created
+    why: str
+    note: str | None = None  # the line the messages open with; may name the people: {count}, {names}
+    sep: str = "、"  # between names
 
 
 @dataclass(slots=True)
@@ -321,10 +396,10 @@ class ReceiptBook:
         self._sweep = redis.register_script(_SWEEP)
         self._mark = redis.register_script(_MARK)
         self._part_planned = redis.register_script(_PART_PLANNED)
+        self._escalate = redis.register_script(_ESCALATE)
 
     async def create(self, alert_id: str, receipts: Sequence[NewReceipt], now: float) -> list[int]:
-        rows = [[r.number, r.channel, "\t".join(map(_clean, (r.address, r.recipient, r.name, r.region))),
-                 r.state, r.note or False] for r in receipts]
+        rows = [[r.number, r.channel, r.who_and_where(), r.state, r.note or False] for r in receipts]
         out = await self._create(self.keys.alert_keys(alert_id), [now, dumps(rows)])
         return list(map(int, out))
 
@@ -335,9 +410,19 @@ class ReceiptBook:
         out = await self._begin(self.keys.alert_keys(alert_id), [now, 1 if reclaimed else 0, dumps(list(claims))])
         claimed = []
         for i in range(0, len(out), 3):
-            address, recipient, name, _region = text(out[i + 2]).split("\t", 3)
-            claimed.append(Claimed(int(out[i]), address, recipient, name, int(out[i + 1])))
+            address, recipient, name, _region, via = text(out[i + 2]).split("\t", 4)
+            claimed.append(Claimed(int(out[i]), address, recipient, name, int(out[i + 1]), via))
         return claimed
+
+    async def escalate(self, alert_id: str, step: int, items: Sequence[EscalationItem],
+                       now: float) -> list[tuple[int, str]]:
+        """Take an escalation step (see ``_ESCALATE``); returns (number, channel) of each receipt created."""
+        rows = [{"ps": [[pid, name, numbers] for pid, name, numbers in it.people],
+                 "r": [[r.channel, r.who_and_where()] for r in it.receipts],
+                 "why": it.why, "note": it.note or False, "sep": it.sep} for it in items]
+        keys = [*self.keys.alert_keys(alert_id), self.keys.escalation(alert_id)]
+        out = await self._escalate(keys, [now, step, dumps(rows)])
+        return [(int(out[i]), text(out[i + 1])) for i in range(0, len(out), 2)]
 
     async def apply(self, alert_id: str, changes: Sequence[Change], now: float) -> list[bool]:
         rows = [[c.number, c.state, c.fields or {}] for c in changes]
@@ -397,9 +482,9 @@ def _clean(value: str) -> str:
 
 def _stored(raw: bytes | str) -> dict:
     head, _, history = text(raw).partition("\n")
-    s, a, t, ra, c, p, e, to, who, name, rg = head.split("\t", 10)
+    s, a, t, ra, c, p, e, to, who, name, rg, via = head.split("\t", 11)
     return {"s": s, "a": int(a), "t": float(t), "ra": ra, "c": c, "p": p, "e": e, "to": to, "who": who,
-            "name": name, "rg": rg, "h": [line.split("\t", 2) for line in history.split("\n")] if history else []}
+            "name": name, "rg": rg, "via": via, "h": [line.split("\t", 2) for line in history.split("\n")] if history else []}
 
 
 def receipt_view(alert_id: str, number: int, r: dict) -> dict:
@@ -419,4 +504,11 @@ def receipt_view(alert_id: str, number: int, r: dict) -> dict:
         "provider_id": r["p"] or None,
         "retry_at": float(r["ra"]) if r["ra"] else None,
         "history": [{"state": s, "at": float(t), **({"note": n} if n else {})} for s, t, n in r["h"]],
+        **({"escalation": escalation_of(r["via"])} if r["via"] else {}),
     }
+
+
+def escalation_of(via: str) -> dict:
+    """What a ``via`` says: the step, its action and whose silence it follows up."""
+    step, action, person = via.split(":", 2)
+    return {"step": int(step), "action": action, "for": person or None}

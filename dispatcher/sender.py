@@ -216,10 +216,11 @@ class Sender:
             if not claimed:
                 continue
             message = await self.messages.get(alert_id)
+            own = await self.messages.escalated(message, [c.number for c in claimed if c.via])
             links = self.ack_links
             deliveries = [
                 Delivery(receipt_id=rid, channel=self.channel, address=c.address, recipient=c.recipient,
-                         name=c.name, message=message, attempt=c.attempt,
+                         name=c.name, message=own.get(c.number, message), attempt=c.attempt,
                          ack_url=links.url(rid, message.expires_at) if links else None)
                 for c in claimed
                 for rid in (receipt_id(alert_id, c.number),)

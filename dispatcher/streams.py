@@ -1,14 +1,16 @@
-"""Reading Redis streams by priority through consumer groups."""
+"""Redis streams: queuing receipts on the delivery streams, and reading streams by priority
+through consumer groups."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from dispatcher.codec import text
+from dispatcher.keys import Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +135,20 @@ def decode_numbers(text: str) -> list[int]:
         first, _, last = part.partition("-")
         numbers.extend(range(int(first), int(last or first) + 1))
     return numbers
+
+
+async def enqueue(redis: Redis, keys: Keys, entry_size: Mapping[str, int], alert_id: str,
+                  receipts: Iterable[tuple[int, str]], priority: int) -> None:
+    """Queue receipts (number, channel) on their channels' streams, several receipts to an entry."""
+    by_channel: dict[str, list[int]] = {}
+    for n, channel in receipts:
+        by_channel.setdefault(channel, []).append(n)
+    if not by_channel:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for channel, numbers in by_channel.items():
+            size = entry_size.get(channel, 1)
+            for i in range(0, len(numbers), size):
+                pipe.xadd(keys.deliveries(channel, priority), {"r": alert_id, "n": encode_numbers(numbers[i:i + size]),
+                                                               "a": 0})
+        await pipe.execute()

@@ -1,4 +1,5 @@
-"""A worker process: planners, one sender per channel, the retry pump, reclaiming and a heartbeat."""
+"""A worker process: planners, one sender per channel, the retry pump, reclaiming, escalation
+and a heartbeat."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from config import Settings
 from contacts import Registry
 from dispatcher.acklinks import AckLinks
 from dispatcher.alerts import AlertStore
+from dispatcher.escalation import Escalator, Policies
 from dispatcher.keys import Keys
 from dispatcher.messages import MessageCache
 from dispatcher.planner import Planner
@@ -50,11 +52,15 @@ class Worker:
             for name, adapter in channels.items()
         ]
         entry_sizes = {s.channel: s.entry_size for s in self.senders}
+        policies = Policies(settings.escalation)
         self.planners = [
             Planner(redis, self.keys, self.store, registry, entry_sizes, f"{self.name}/plan{i}",
-                    reclaim_idle_s=settings.reclaim_idle_s, part_size=settings.plan_part_size, urgent_only=i > 0)
+                    reclaim_idle_s=settings.reclaim_idle_s, part_size=settings.plan_part_size, urgent_only=i > 0,
+                    policies=policies)
             for i in range(settings.planner_concurrency)
         ]
+        self.escalator = Escalator(redis, self.keys, self.store, registry, policies, entry_sizes,
+                                   lease_s=settings.reclaim_idle_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         for adapter in {id(a): a for a in self.channels.values()}.values():
@@ -67,6 +73,7 @@ class Worker:
         tasks.append(asyncio.create_task(self._every(stop, HEARTBEAT_S, self.heartbeat)))
         tasks.append(asyncio.create_task(self._every(stop, 0.25, self._pump)))
         tasks.append(asyncio.create_task(self._every(stop, self.settings.reclaim_interval_s, self._reclaim)))
+        tasks.append(asyncio.create_task(self._every(stop, self.settings.escalation_interval_s, self.escalator.tick)))
         if self.settings.retention_days > 0:
             tasks.append(asyncio.create_task(self._every(stop, PRUNE_EVERY_S, self.prune)))
         try:

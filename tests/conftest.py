@@ -167,6 +167,14 @@ def sample_registry(settings: Settings) -> Registry:
     return Registry.load(settings.registry)
 
 
+def community_registry(sample: Registry, code: str, change=lambda i, person: {}) -> Registry:
+    """The people of one community alone (their backups and supervisors, who are elsewhere,
+    left out), each changed as ``change(index, person)`` says."""
+    people = [p.model_copy(update={"backup": None, "supervisor": None, **change(i, p)})
+              for i, p in enumerate(sample.people_in([code]))]
+    return Registry(sample.regions, people)
+
+
 @pytest.fixture
 async def harness(settings: Settings, redis: Redis, sample_registry: Registry):
     async with Harness(settings, redis, sample_registry) as h:

@@ -7,8 +7,7 @@ import pytest
 from pydantic import SecretStr
 
 from channels.catalog import build_channels
-from contacts import Registry
-from tests.conftest import Harness, alert_json
+from tests.conftest import Harness, alert_json, community_registry
 from tests.doubles import served
 from tests.doubles.telegram import TelegramDouble
 
@@ -28,9 +27,9 @@ async def bot(settings, redis, sample_registry, telegram):
         "telegram_bot_token": SecretStr(TOKEN), "telegram_secret_token": SecretStr(SECRET),
         "telegram_api_base": telegram.url, "retry_base_s": 0.05, "retry_max_s": 0.1,
     })
-    people = [p.model_copy(update={"channels": ["telegram"], "telegram_chat_id": str(9000 + i)})
-              for i, p in enumerate(sample_registry.people_in(["420116001001"]))]
-    async with Harness(settings, redis, Registry(sample_registry.regions, people)) as h:
+    registry = community_registry(sample_registry, "420116001001",
+                                  lambda i, p: {"channels": ["telegram"], "telegram_chat_id": str(9000 + i)})
+    async with Harness(settings, redis, registry) as h:
         h.start_worker(build_channels(settings, log_messages=False))
         yield h
 

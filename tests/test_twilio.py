@@ -9,8 +9,7 @@ from pydantic import SecretStr
 
 from channels.catalog import build_channels
 from dispatcher.embedded import free_port
-from contacts import Registry
-from tests.conftest import Harness, alert_json, eventually
+from tests.conftest import Harness, alert_json, community_registry, eventually
 from tests.doubles import served
 from tests.doubles.twilio import TwilioDouble
 
@@ -139,8 +138,7 @@ async def test_voice_call_reads_the_warning_and_a_key_acknowledges(settings, red
         "twilio_account_sid": SID, "twilio_auth_token": SecretStr(TOKEN), "twilio_from": "+15005550006",
         "twilio_api_base": twilio.url, "public_url": f"http://127.0.0.1:{port}",
     })
-    people = [p.model_copy(update={"channels": ["voice"]}) for p in sample_registry.people_in(["420116001001"])]
-    registry = Registry(sample_registry.regions, people)
+    registry = community_registry(sample_registry, "420116001001", lambda i, p: {"channels": ["voice"]})
     async with Harness(settings, redis, registry, port=port) as h:
         h.start_worker(build_channels(settings, log_messages=False))
         _, accepted = await h.post_alert(alert_json(["420116001001"], severity="Extreme"))
