@@ -13,6 +13,7 @@ rest. Cancel and expiry drop the deadline.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 from redis.asyncio import Redis
 
-from channels.templates import FOLLOW_UP, NAME_SEP, REMINDER, SILENT_LIST, language
+from channels.templates import FOLLOW_UP, NAME_SEP, SILENT_LIST, language
 from config import EscalationStep
 from contacts import Person, Registry
 from dispatcher.alerts import AlertStore
@@ -43,6 +44,7 @@ return due
 
 ESCALATED_STATUSES = ("Actual", "Exercise")  # a drill tests the follow-up too; Test and Draft do not
 COALESCE_S = 5.0  # an alert is looked at no more often than this; steps due meanwhile are taken together
+CHUNK = 250  # people per script call
 REACHED = ("sent", "delivered")  # a resend goes again where the first message got through
 
 
@@ -140,7 +142,9 @@ class Escalator:
 
         due: dict[tuple[int, str], list[tuple[Recipient, Person | None]]] = defaultdict(list)
         next_at: float | None = None
-        for r in people.values():
+        for i, r in enumerate(people.values()):
+            if i % 2000 == 1999:
+                await asyncio.sleep(0)  # let this worker's senders run
             if r.acknowledged:
                 continue
             person = self.registry.person(r.id)
@@ -158,8 +162,14 @@ class Escalator:
         lang = language(info.language)
         created = list(requeue)
         for (step, action), group in sorted(due.items()):
-            items = self._items(step, action, group, lang)
-            made = await self.book.escalate(alert_id, step, items, now)
+            made = []
+            # Chunk by chunk, awaiting between, so a large step never holds up this worker's
+            # senders (or Redis) for long; a supervisor's list is built whole.
+            parts = [group] if action == "supervisor" else [group[i:i + CHUNK] for i in range(0, len(group), CHUNK)]
+            for part in parts:
+                items = self._items(step, action, part, lang)
+                for i in range(0, len(items), CHUNK):
+                    made += await self.book.escalate(alert_id, step, items[i:i + CHUNK], now)
             log.info("escalated", alert_id=alert_id, step=step, action=action, people=len(group), receipts=len(made))
             created += made
         await enqueue(self.redis, self.keys, self.entry_size, alert_id, created, int(doc["priority"]))
@@ -199,9 +209,9 @@ class Escalator:
 
     async def _taken(self, alert_id: str) -> dict[str, tuple[int, float]]:
         """Person id -> the last step taken for them and when."""
-        raw = await self.redis.hgetall(self.keys.escalation(alert_id))
         taken = {}
-        for key, value in raw.items():
+        # Scanned, not read whole: a district-wide alert has a field per person.
+        async for key, value in self.redis.hscan_iter(self.keys.escalation(alert_id), count=1000):
             key = text(key)
             if not key.startswith("note:"):
                 step, at = text(value).split("\t")
@@ -212,7 +222,7 @@ class Escalator:
                lang: str) -> list[EscalationItem]:
         why = f"escalation step {step}: {action}"
 
-        def item(people: list[Recipient], receipts: list[NewReceipt], note: str) -> EscalationItem:
+        def item(people: list[Recipient], receipts: list[NewReceipt], note: str | None) -> EscalationItem:
             return EscalationItem([(r.id, r.name, r.numbers) for r in people], receipts, why, note, NAME_SEP[lang])
 
         if action == "supervisor":
@@ -225,17 +235,15 @@ class Escalator:
         items = []
         for r, person in group:
             via = f"{step}:{action}:{r.id}"
+            note = None  # a reminder's opening line goes without saying (see ``MessageCache.escalated``)
             if action == "resend":
                 receipts = [NewReceipt(0, c, address, r.id, r.name, r.region, via=via)
                             for c, address in r.reached.items() if c in self.entry_size]
-                note = REMINDER[lang]
             elif action == "next_channel":
                 untried = [c for c in person.channels if c not in r.tried] if person else []
                 receipts = self._reach(person, via, untried)
-                note = REMINDER[lang]
             elif action == "voice":
                 receipts = self._reach(person, via, ["voice"])
-                note = REMINDER[lang]
             else:  # backup
                 receipts = self._reach(self.registry.person(person.backup) if person and person.backup else None, via)
                 note = FOLLOW_UP[lang]

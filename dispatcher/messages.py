@@ -7,9 +7,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from channels.base import Message
+from channels.templates import REMINDER, language
 from dispatcher.alerts import AlertStore
 from dispatcher.codec import text
 from dispatcher.models import Alert
+
+REMINDERS = ("resend", "next_channel", "voice")  # escalation steps that remind the person themselves
 
 
 def message_for(alert_id: str, alert: Alert) -> Message:
@@ -57,10 +60,20 @@ class MessageCache:
             self._cache.popitem(last=False)
         return message
 
-    async def escalated(self, message: Message, numbers: Sequence[int]) -> dict[int, Message]:
-        """Receipt number -> its own message, for receipts an escalation step created with a note."""
-        if not numbers:
-            return {}
-        notes = await self.store.redis.hmget(self.store.keys.escalation(message.alert_id),
-                                             [f"note:{n}" for n in numbers])
-        return {n: replace(message, note=text(note)) for n, note in zip(numbers, notes) if note}
+    async def escalated(self, message: Message, receipts: Sequence[tuple[int, str]]) -> dict[int, Message]:
+        """Receipt number -> its own message, for receipts (number, via) an escalation step made.
+
+        A reminder opens with the same line for everyone; a backup's or a supervisor's message
+        with the line its step wrote down."""
+        own = {}
+        noted = []
+        for number, via in receipts:
+            if via.split(":", 2)[1] in REMINDERS:
+                own[number] = replace(message, note=REMINDER[language(message.lang)])
+            else:
+                noted.append(number)
+        if noted:
+            notes = await self.store.redis.hmget(self.store.keys.escalation(message.alert_id),
+                                                 [f"note:{n}" for n in noted])
+            own.update((n, replace(message, note=text(note))) for n, note in zip(noted, notes) if note)
+        return own

@@ -216,7 +216,7 @@ class Sender:
             if not claimed:
                 continue
             message = await self.messages.get(alert_id)
-            own = await self.messages.escalated(message, [c.number for c in claimed if c.via])
+            own = await self.messages.escalated(message, [(c.number, c.via) for c in claimed if c.via])
             links = self.ack_links
             deliveries = [
                 Delivery(receipt_id=rid, channel=self.channel, address=c.address, recipient=c.recipient,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from config import Settings, kept_admin_key
+from config import SAMPLE_REGISTRY, Settings, kept_admin_key
 
 
 def test_toml_then_env(tmp_path, monkeypatch):
@@ -43,3 +43,14 @@ def test_generated_secrets_are_kept_and_private(tmp_path):
     assert kept_admin_key(s) == key
     assert (tmp_path / "admin.key").stat().st_mode & 0o077 == 0
     assert s.signing_secret() == s.signing_secret() and len(s.signing_secret()) >= 32
+
+
+def test_the_example_file_loads_and_escalation_comes_from_env(monkeypatch):
+    monkeypatch.setenv("SHAOZI_CONFIG", str(SAMPLE_REGISTRY.with_name("shaozi.example.toml")))
+    s = Settings()
+    assert [step.do for step in s.escalation["Extreme"]] == ["resend", "voice", "backup", "supervisor"]
+    assert s.escalation["Extreme:leader"][0].wait_s == 300
+    monkeypatch.setenv("SHAOZI_ESCALATION", '{"Severe": [{"wait_s": 60, "do": "voice"}]}')
+    s = Settings()  # tables merge key by key: the environment's Severe replaces the file's
+    assert [(step.wait_s, step.do) for step in s.escalation["Severe"]] == [(60, "voice")]
+    assert "Extreme" in s.escalation
