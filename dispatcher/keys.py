@@ -65,7 +65,7 @@ class Keys:
 
     def escalation(self, alert_id: str) -> str:
         """hash: person id -> last escalation step taken TAB when; 'note:<receipt number>' -> the
-        line an escalated message opens with"""
+        line a backup's or a supervisor's message opens with"""
         return f"{self.prefix}:alert:{{{alert_id}}}:esc"
 
     def alert_keys(self, alert_id: str) -> list[str]:
