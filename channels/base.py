@@ -66,12 +66,16 @@ class ChannelError(Exception):
         recoverable: bool,
         code: str | None = None,
         retry_after_s: float | None = None,
+        throttled: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.recoverable = recoverable
+        self.recoverable = recoverable or throttled
         self.code = code
         self.retry_after_s = retry_after_s
+        # Told to slow down (a provider's rate limit, or a group's own): the message waits its
+        # turn and is tried again until the alert expires; waiting is not a failed attempt.
+        self.throttled = throttled
 
 
 class Channel:

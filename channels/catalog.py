@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
 from channels.base import Channel, Delivery
 from channels.console import ConsoleChannel
+from channels.dingtalk import DingTalkChannel
+from channels.feishu import FeishuChannel
+from channels.groupbot import GroupTarget
 from channels.telegram import TelegramChannel
 from channels.twilio_sms import TwilioSMS
 from channels.twilio_voice import TwilioVoice
+from channels.wecom import WeComChannel
 from config import Settings
+from contacts import Registry
 
 log = structlog.get_logger("shaozi.channels")
 
@@ -22,8 +29,10 @@ def twilio_status_url(settings: Settings, delivery: Delivery) -> str:
     return f"{settings.base_url()}{TWILIO_STATUS_PATH}?r={delivery.receipt_id}"
 
 
-def build_channels(settings: Settings, *, log_messages: bool = True) -> dict[str, Channel]:
-    """Channel name -> adapter. A channel that is not configured is not in the map."""
+def build_channels(settings: Settings, registry: Registry | None = None, *,
+                   log_messages: bool = True) -> dict[str, Channel]:
+    """Channel name -> adapter. A channel that is not configured is not in the map; a chat-group
+    channel is there when the registry has a group on it."""
     console = ConsoleChannel(settings.data_dir / "outbox" / "console.jsonl", log_messages=log_messages)
     channels: dict[str, Channel] = {"console": console}
     if settings.twilio_configured:
@@ -61,4 +70,21 @@ def build_channels(settings: Settings, *, log_messages: bool = True) -> dict[str
                                                settings.telegram_api_base)
         if settings.telegram_secret_token is None:
             log.warning("SHAOZI_TELEGRAM_SECRET_TOKEN is not set: button presses cannot be accepted")
+    if registry is not None:
+        for adapter in (WeComChannel, DingTalkChannel, FeishuChannel):
+            if registry.groups_of(adapter.name):
+                channels[adapter.name] = adapter(group_targets(registry))
     return channels
+
+
+def group_targets(registry: Registry) -> Callable[[str], GroupTarget | None]:
+    """A group's robot by the group's id, from the registry."""
+
+    def target(group_id: str) -> GroupTarget | None:
+        group = registry.group(group_id)
+        if group is None:
+            return None
+        return GroupTarget(group.webhook, group.secret.get_secret_value() if group.secret else None,
+                           tuple(registry.officer_phones(group.region)))
+
+    return target

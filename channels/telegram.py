@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from channels.base import ChannelError, Delivery, SendResult
 from channels.http_base import JsonHttpChannel
-from channels.templates import render_text
+from channels.templates import ACK_BUTTON, render_text
 from config import ChannelLimits
 
 ACK_PREFIX = "ack:"
-BUTTON = "收到 / Acknowledge"
 
 
 def error_of(status: int, body: dict) -> ChannelError:
@@ -46,7 +45,7 @@ class TelegramChannel(JsonHttpChannel):
         payload = {
             "chat_id": delivery.address,
             "text": render_text(delivery.message),
-            "reply_markup": {"inline_keyboard": [[{"text": BUTTON, "callback_data": callback_data}]]},
+            "reply_markup": {"inline_keyboard": [[{"text": ACK_BUTTON["zh-CN"], "callback_data": callback_data}]]},
         }
         status, body = await self.post_json(self.method_url("sendMessage"), payload)
         if status == 200 and body.get("ok"):

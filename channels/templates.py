@@ -22,6 +22,12 @@ SILENT_LIST = {"zh-CN": "【督办】以下{count}人尚未确认此预警：{na
                "en": "[NOT ACKNOWLEDGED] {count}: {names}. "}
 NAME_SEP = {"zh-CN": "、", "en": ", "}
 
+MARKDOWN_LABELS = {
+    "zh-CN": {"area": "区域", "instruction": "措施", "ack": "收到请点此确认", "colon": "："},
+    "en": {"area": "Area", "instruction": "What to do", "ack": "Acknowledge", "colon": ": "},
+}
+ACK_BUTTON = {"zh-CN": "收到 / Acknowledge", "en": "Acknowledge"}
+
 PRESS_TO_ACK = {"zh-CN": "确认收到请按任意键。", "en": "Press any key to acknowledge."}
 # Twilio <Say> voices: Mandarin for Chinese, US English otherwise.
 VOICES = {"zh-CN": ("cmn-CN", "Polly.Zhiyu"), "en": ("en-US", "Polly.Joanna")}
@@ -44,29 +50,58 @@ def render_text(message: Message, ack_url: str | None = None, *, reply_acknowled
     return render_body(message) + ack_suffix(message, ack_url, reply_acknowledges=reply_acknowledges)
 
 
-def render_body(message: Message) -> str:
-    """The warning itself, the same for every recipient of an alert."""
+def render_title(message: Message) -> str:
+    """The warning's headline with its severity and drill or cancel marks."""
     lang = language(message.lang)
-    parts = [message.note] if message.note else []
+    parts = []
     if message.drill:
         parts.append(DRILL_MARK[lang])
     if message.msg_type == "Cancel":
         parts.append(CANCELLED[lang])
     severity = SEVERITY[lang].get(message.severity, message.severity)
     head = message.headline or message.event
-    if lang == "zh-CN":
-        parts.append(f"【{severity}】{head}")
-        if message.area:
-            parts.append(f"（{message.area}）")
-    else:
-        parts.append(f"{severity}: {head}")
-        if message.area:
-            parts.append(f" ({message.area})")
+    parts.append(f"【{severity}】{head}" if lang == "zh-CN" else f"{severity}: {head}")
+    return "".join(parts)
+
+
+def render_body(message: Message) -> str:
+    """The warning itself, the same for every recipient of an alert."""
+    lang = language(message.lang)
+    text = message.note + render_title(message)
+    if message.area:
+        text += f"（{message.area}）" if lang == "zh-CN" else f" ({message.area})"
     body = " ".join(p for p in (message.text, message.instruction) if p)
-    text = "".join(parts)
     if body:
         text += ("" if lang == "zh-CN" else " ") + body
     return text
+
+
+def render_markdown(message: Message, ack_url: str | None = None) -> str:
+    """The warning as chat-app markdown: the title as a heading, the area, the text, the
+    instruction in bold and the ack link."""
+    lang = language(message.lang)
+    labels = MARKDOWN_LABELS[lang]
+    lines = [message.note] if message.note else []
+    lines.append(f"### {render_title(message)}")
+    if message.area:
+        lines.append(f"**{labels['area']}**{labels['colon']}{message.area}")
+    if message.text:
+        lines.append(message.text)
+    if message.instruction:
+        lines.append(f"**{labels['instruction']}**{labels['colon']}{message.instruction}")
+    if ack_url:
+        lines.append(f"[{labels['ack']}]({ack_url})")
+    return "\n\n".join(lines)
+
+
+def fit_bytes(body: str, suffix: str, limit: int) -> str:
+    """``body + suffix`` in at most ``limit`` bytes of UTF-8, cutting the body (never the suffix,
+    which carries the ack link) at a character boundary and marking the cut."""
+    text = body + suffix
+    if len(text.encode()) <= limit:
+        return text
+    room = limit - len(suffix.encode()) - len("…".encode())
+    return body.encode()[:max(0, room)].decode("utf-8", "ignore") + "…" + suffix
 
 
 def ack_suffix(message: Message, ack_url: str | None, *, reply_acknowledges: bool = False) -> str:

@@ -33,6 +33,9 @@ class ChannelLimits(BaseModel):
     concurrency: int = Field(64, ge=1, description="sends in flight at once, per worker process")
     rate_per_s: float = Field(0, ge=0, description="sends per second, all workers together; 0 means no limit")
     max_attempts: int = Field(5, ge=1)
+    per_address: int = Field(0, ge=0, description="messages to one address (a chat group) per window; 0: no limit")
+    per_address_window_s: float = Field(60.0, gt=0)
+    throttled_wait_s: float = Field(60.0, gt=0, description="wait after a provider says 'too fast' without saying how long")
 
 
 Severity = Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]

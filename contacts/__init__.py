@@ -1,5 +1,5 @@
-"""The registry: regions, people and targeting."""
+"""The registry: regions, people, chat groups and targeting."""
 
-from contacts.registry import Person, Region, Registry, RegistryError
+from contacts.registry import Group, Person, Region, Registry, RegistryError
 
-__all__ = ["Person", "Region", "Registry", "RegistryError"]
+__all__ = ["Group", "Person", "Region", "Registry", "RegistryError"]

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from config.settings import PersonRole
 
 Level = Literal["district", "street", "community"]
+GroupChannel = Literal["wecom", "dingtalk", "feishu"]
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: large registries load fast
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -63,9 +64,29 @@ class Person(BaseModel):
         return None
 
 
+class Group(BaseModel):
+    """A community's or street's chat group, reached through its app's group robot."""
+
+    id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1)
+    region: str
+    channel: GroupChannel
+    webhook: str = Field(pattern=r"^https?://\S+$", description="the robot's URL, with its key or token")
+    secret: SecretStr | None = Field(None, description="the robot's signing secret (DingTalk, Feishu)")
+
+    @property
+    def channels(self) -> list[str]:
+        return [self.channel]
+
+    def address(self, channel: str) -> str | None:
+        """A group's address is its id: its webhook, a secret, stays in the registry."""
+        return self.id if channel == self.channel else None
+
+
 class RegistryFile(BaseModel):
     regions: list[Region]
     people: list[Person] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list)
 
 
 class RegistryError(ValueError):
@@ -78,7 +99,7 @@ class Registry:
     Loaded from a YAML file, or a JSON file of the same shape (``.json``).
     """
 
-    def __init__(self, regions: list[Region], people: Iterable[Person]) -> None:
+    def __init__(self, regions: list[Region], people: Iterable[Person], groups: Iterable[Group] = ()) -> None:
         self.regions = regions
         self._region_by_code: dict[str, Region] = {}
         self._parent: dict[str, str | None] = {}
@@ -95,6 +116,16 @@ class Registry:
                 problems.append(f"person {person.id}: region {person.region} is not in the regions tree")
                 continue
             self._people_by_region.setdefault(person.region, []).append(person)
+        self._groups_by_region: dict[str, list[Group]] = {}
+        self._group_by_id: dict[str, Group] = {}
+        for group in groups:
+            if group.id in self._group_by_id or group.id in self._person_by_id:
+                problems.append(f"group {group.id}: the id is taken")
+            self._group_by_id[group.id] = group
+            if group.region not in self._region_by_code:
+                problems.append(f"group {group.id}: region {group.region} is not in the regions tree")
+                continue
+            self._groups_by_region.setdefault(group.region, []).append(group)
         for person in self._person_by_id.values():
             for field in ("backup", "supervisor"):
                 other = getattr(person, field)
@@ -126,7 +157,7 @@ class Registry:
             lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
             raise RegistryError(f"{path}: " + "; ".join(lines)) from exc
         try:
-            return cls(parsed.regions, parsed.people)
+            return cls(parsed.regions, parsed.people, parsed.groups)
         except RegistryError as exc:
             raise RegistryError(f"{path}: {exc}") from exc
 
@@ -149,23 +180,37 @@ class Registry:
             current = self._parent[current]
         return street, community
 
+    def group(self, group_id: str) -> Group | None:
+        return self._group_by_id.get(group_id)
+
+    def groups_of(self, channel: str) -> bool:
+        """Whether any group is reached on a channel (its adapter is needed then)."""
+        return any(g.channel == channel for g in self._group_by_id.values())
+
     def people_in(self, codes: Iterable[str], roles: Iterable[str] | None = None) -> list[Person]:
         """Everyone in the named regions and their descendants, each once, in registry order."""
         wanted_roles = set(roles) if roles else None
-        seen_regions: set[str] = set()
-        found: list[Person] = []
+        return [p for code in self._subtree(codes) for p in self._people_by_region.get(code, ())
+                if wanted_roles is None or p.role in wanted_roles]
+
+    def recipients_in(self, codes: Iterable[str]) -> list[Person | Group]:
+        """Everyone in the named regions and their descendants, then the regions' chat groups."""
+        subtree = self._subtree(codes)
+        return [*self.people_in(subtree), *(g for code in subtree for g in self._groups_by_region.get(code, ()))]
+
+    def officer_phones(self, code: str) -> list[str]:
+        """The phones of a region's own information officers (a group message mentions them)."""
+        return [p.phone for p in self._people_by_region.get(code, ()) if p.role == "info_officer" and p.phone]
+
+    def _subtree(self, codes: Iterable[str]) -> list[str]:
+        """The named regions and their descendants, each once, in tree order."""
+        seen: dict[str, None] = {}
         for code in codes:
             root = self._region_by_code.get(code)
-            if root is None:
-                continue
-            for region in root.walk():
-                if region.code in seen_regions:
-                    continue
-                seen_regions.add(region.code)
-                for person in self._people_by_region.get(region.code, ()):
-                    if wanted_roles is None or person.role in wanted_roles:
-                        found.append(person)
-        return found
+            if root is not None:
+                for region in root.walk():
+                    seen.setdefault(region.code)
+        return list(seen)
 
     def unknown_codes(self, codes: Iterable[str]) -> list[str]:
         return [c for c in codes if c not in self._region_by_code]

@@ -87,6 +87,10 @@ class Keys:
         """hash: the channel's shared send-rate bucket (tokens, stamp)"""
         return f"{self.prefix}:{{q:{channel}}}:rate"
 
+    def window(self, channel: str, address: str) -> str:
+        """sorted set: the times of the latest sends to one address (a group's per-minute limit)"""
+        return f"{self.prefix}:{{q:{channel}}}:window:{address}"
+
     def latest(self, channel: str) -> str:
         """hash: address -> the latest receipt sent to it on the channel (replies acknowledge it)"""
         return f"{self.prefix}:{{q:{channel}}}:latest"

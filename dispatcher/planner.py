@@ -19,7 +19,7 @@ from itertools import islice
 import structlog
 from redis.asyncio import Redis
 
-from contacts import Person, Registry
+from contacts import Group, Person, Registry
 from dispatcher.alerts import AlertStore
 from dispatcher.connections import TRANSIENT
 from dispatcher.escalation import Policies
@@ -35,7 +35,7 @@ URGENT_PRIORITIES = 2  # priorities 0 and 1 are read by the planners kept for ur
 
 
 def plan_receipts(
-    people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None, *, first_number: int = 0
+    people: Iterable[Person | Group], enabled: Iterable[str], only: Iterable[str] | None, *, first_number: int = 0
 ) -> Iterator[NewReceipt]:
     """One receipt per (person, channel): each channel of theirs that is enabled and allowed.
 
@@ -51,13 +51,13 @@ def plan_receipts(
             number += 1
 
 
-def count_receipts(people: Iterable[Person], enabled: Iterable[str], only: Iterable[str] | None) -> int:
+def count_receipts(people: Iterable[Person | Group], enabled: Iterable[str], only: Iterable[str] | None) -> int:
     enabled = set(enabled)
     allowed = set(only) if only else None
     return sum(len(_person_receipts(p, enabled, allowed)) for p in people)
 
 
-def _person_receipts(person: Person, enabled: set[str], allowed: set[str] | None) -> list[tuple]:
+def _person_receipts(person: Person | Group, enabled: set[str], allowed: set[str] | None) -> list[tuple]:
     """(channel, address, state, note) of each receipt one person gets.
 
     Someone none of whose channels can carry the alert still gets a receipt, ``undeliverable``,
@@ -182,28 +182,28 @@ class Planner:
         codes = alert.region_codes()
         if not codes and alert.msgType == "Cancel":
             codes = await self._codes_of(referenced)
-        people = self.registry.people_in(codes)
-        parts = max(1, math.ceil(len(people) / self.part_size))
+        recipients = self.registry.recipients_in(codes)
+        parts = max(1, math.ceil(len(recipients) / self.part_size))
         if part is None and parts > 1:
             # Other planners take parts 1.. while this one plans part 0 at once.
             async with self.redis.pipeline(transaction=False) as pipe:
                 for k in range(1, parts):
                     pipe.xadd(stream or self.keys.intake(doc["priority"]), {"id": alert_id, "part": k})
                 await pipe.execute()
-            log.info("planning in parts", alert_id=alert_id, recipients=len(people), parts=parts)
+            log.info("planning in parts", alert_id=alert_id, recipients=len(recipients), parts=parts)
 
         k = part or 0
-        first, last = k * self.part_size, min(len(people), (k + 1) * self.part_size)
-        number = count_receipts(people[:first], self.enabled, alert.channels)
+        first, last = k * self.part_size, min(len(recipients), (k + 1) * self.part_size)
+        number = count_receipts(recipients[:first], self.enabled, alert.channels)
         # Chunk by chunk, so the first messages go out while the rest is still being planned.
-        for chunk in batched(plan_receipts(people[first:last], self.enabled, alert.channels, first_number=number),
+        for chunk in batched(plan_receipts(recipients[first:last], self.enabled, alert.channels, first_number=number),
                              CHUNK):
             to_queue = await self.book.create(alert_id, chunk, now)
             channels = {r.number: r.channel for r in chunk}
             await enqueue(self.redis, self.keys, self.entry_size, alert_id, [(n, channels[n]) for n in to_queue],
                           doc["priority"])
-        final = await self.book.part_planned(alert_id, k, parts, len(people), time.time())
-        log.info("planned", alert_id=alert_id, part=k, parts=parts, recipients=len(people), state=final,
+        final = await self.book.part_planned(alert_id, k, parts, len(recipients), time.time())
+        log.info("planned", alert_id=alert_id, part=k, parts=parts, recipients=len(recipients), state=final,
                  unknown_regions=self.registry.unknown_codes(codes) or None)
 
     async def _referenced(self, alert_id: str, alert: Alert) -> list[str]:

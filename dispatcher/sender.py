@@ -31,7 +31,7 @@ from dispatcher.acklinks import AckLinks
 from dispatcher.connections import TRANSIENT
 from dispatcher.keys import SENDER_GROUP, Keys
 from dispatcher.messages import MessageCache
-from dispatcher.ratelimit import RateLimiter
+from dispatcher.ratelimit import AddressLimiter, RateLimiter
 from dispatcher.receipts import Change, ReceiptBook, receipt_id
 from dispatcher.streams import Entry, PriorityReader, ensure_groups, reclaim
 
@@ -110,6 +110,8 @@ class Sender:
         self.streams = keys.delivery_streams(channel)
         self.entry_size = entry_size(limits, batch_size)
         self.limiter = RateLimiter(redis, keys.rate(channel), limits.rate_per_s)
+        self.per_address = AddressLimiter(redis, lambda a: keys.window(channel, a), limits.per_address,
+                                          limits.per_address_window_s) if limits.per_address else None
         self._in_flight = 0
         self._busy: Counter[int] = Counter()  # entries in flight per priority
         self._room = asyncio.Condition()
@@ -240,6 +242,20 @@ class Sender:
         await self._finish(entries, retries, reached)
 
     async def _send(self, deliveries: list[Delivery]) -> list[SendResult | ChannelError]:
+        """Send a batch, one outcome per delivery. Where an address has a limit of its own (a chat
+        group), what its window has no room for is not sent but waits its turn as a retry, so more
+        urgent messages to a busy group go first and other groups are not held up."""
+        if self.per_address is None:
+            return await self._send_now(deliveries)
+        again = await self.per_address.grant([d.address for d in deliveries])
+        allowed = [d for d, at in zip(deliveries, again) if at == 0]
+        sent = iter(await self._send_now(allowed) if allowed else [])
+        limit = f"waiting: at most {self.limits.per_address} per {self.limits.per_address_window_s:g}s to one address"
+        now = time.time()
+        return [next(sent) if at == 0 else ChannelError(limit, throttled=True, recoverable=True, retry_after_s=at - now)
+                for at in again]
+
+    async def _send_now(self, deliveries: list[Delivery]) -> list[SendResult | ChannelError]:
         try:
             return await asyncio.wait_for(self.adapter.send_many(deliveries), self.send_timeout_s)
         except asyncio.TimeoutError:
@@ -252,6 +268,10 @@ class Sender:
         error = f"{outcome.code}: {outcome.reason}" if outcome.code else outcome.reason
         if not outcome.recoverable:
             return Change(number, "failed", {"e": error}), None
+        if outcome.throttled:  # waits until there is room, however long (expiry ends it)
+            wait = outcome.retry_after_s if outcome.retry_after_s is not None else self.limits.throttled_wait_s
+            retry_at = time.time() + wait  # no jitter: what is due together goes most urgent first
+            return Change(number, "sending", {"e": error, "retry_at": round(retry_at, 3)}), retry_at
         if attempts >= self.limits.max_attempts:
             return Change(number, "failed", {"e": f"{error} (gave up after {attempts} attempts)"}), None
         retry_at = time.time() + backoff_s(attempts, self.retry_base_s, self.retry_max_s, outcome.retry_after_s)

@@ -73,7 +73,7 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
                       f"admin API key (kept in {settings.data_dir / 'admin.key'}): {admin_key}", flush=True)
         tasks = []
         if worker:
-            channels = build_channels(settings)
+            channels = build_channels(settings, registry)
             tasks.append(asyncio.create_task(Worker(settings, redis, registry, channels).run(stop)))
         if started is not None:
             started.set()

@@ -119,8 +119,9 @@ class Harness:
 
     def start_worker(self, channels: dict[str, Channel] | None = None) -> Worker:
         self._worker_stop = asyncio.Event()
-        worker = Worker(self.settings, self.redis, self.registry,
-                        build_channels(self.settings, log_messages=False) if channels is None else channels)
+        if channels is None:
+            channels = build_channels(self.settings, self.registry, log_messages=False)
+        worker = Worker(self.settings, self.redis, self.registry, channels)
         self._worker_task = asyncio.create_task(worker.run(self._worker_stop))
         return worker
 
