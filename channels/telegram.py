@@ -15,13 +15,13 @@ ACK_PREFIX = "ack:"
 
 
 def error_of(status: int, body: dict) -> ChannelError:
-    """Telegram's failures: 429 waits ``parameters.retry_after``; 5xx retried; the rest (chat not
-    found, bot blocked, bad request) are permanent."""
+    """Telegram's failures: 429 waits ``parameters.retry_after`` (not counted as an attempt); 5xx
+    retried; the rest (chat not found, bot blocked, bad request) are permanent."""
     code = str(body.get("error_code") or status)
     reason = str(body.get("description") or f"HTTP {status}")
     retry_after = (body.get("parameters") or {}).get("retry_after")
     recoverable = status == 429 or status >= 500
-    return ChannelError(reason, recoverable=recoverable, code=code,
+    return ChannelError(reason, recoverable=recoverable, throttled=status == 429, code=code,
                         retry_after_s=float(retry_after) if recoverable and retry_after is not None else None)
 
 

@@ -56,8 +56,9 @@ class _HttpClient(AsyncTwilioHttpClient):
 def classify(exc: TwilioRestException, retry_after_s: float | None = None) -> ChannelError:
     code = str(exc.code) if exc.code else str(exc.status)
     reason = exc.msg or f"HTTP {exc.status}"
-    recoverable = exc.status == 429 or exc.status >= 500 or (exc.code in TRANSIENT_CODES)
-    return ChannelError(reason, recoverable=recoverable, code=code,
+    throttled = exc.status == 429 or exc.code == 20429
+    recoverable = throttled or exc.status >= 500 or (exc.code in TRANSIENT_CODES)
+    return ChannelError(reason, recoverable=recoverable, throttled=throttled, code=code,
                         retry_after_s=retry_after_s if recoverable else None)
 
 

@@ -71,7 +71,8 @@ class Group(BaseModel):
     name: str = Field(min_length=1)
     region: str
     channel: GroupChannel
-    webhook: str = Field(pattern=r"^https?://\S+$", description="the robot's URL, with its key or token")
+    webhook: str = Field(pattern=r"^https?://\S+$", repr=False,  # it holds the robot's key: kept out of logs
+                         description="the robot's URL, with its key or token")
     secret: SecretStr | None = Field(None, description="the robot's signing secret (DingTalk, Feishu)")
 
     @property
