@@ -51,9 +51,14 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
+    """A send that worked. ``await_ack_s`` says the far end acknowledges by itself (a loudspeaker
+    gateway): the receipt stays ``sending`` and is sent again if no acknowledgement moves it on
+    within that many seconds."""
+
     state: Literal["sent", "delivered"] = "sent"
     provider_id: str | None = None
     note: str | None = None  # kept on the receipt's history line, e.g. "2 SMS segments"
+    await_ack_s: float | None = None
 
 
 class ChannelError(Exception):

@@ -1,5 +1,5 @@
-"""The registry: regions, people, chat groups and targeting."""
+"""The registry: regions, people, chat groups, loudspeaker gateways and targeting."""
 
-from contacts.registry import Group, Person, Region, Registry, RegistryError
+from contacts.registry import Device, Group, Person, Region, Registry, RegistryError
 
-__all__ = ["Group", "Person", "Region", "Registry", "RegistryError"]
+__all__ = ["Device", "Group", "Person", "Region", "Registry", "RegistryError"]

@@ -1,4 +1,5 @@
-"""The registry, first cut: a regions tree and the people in it, read from a YAML file.
+"""The registry, first cut: a regions tree and the people, chat groups and loudspeaker gateways
+in it, read from a YAML file.
 
 Targeting asks one question of it: which recipients do these region codes reach? The answer
 is every person in the named regions and their descendants, each with the channels they can
@@ -84,10 +85,29 @@ class Group(BaseModel):
         return self.id if channel == self.channel else None
 
 
+class Device(BaseModel):
+    """A loudspeaker or emergency-broadcast gateway, reached over MQTT with commands signed with its key."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")  # it is a topic level
+    name: str = Field(min_length=1)
+    region: str
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    key: SecretStr = Field(description="HMAC-SHA256 key the gateway checks each command with")
+
+    @property
+    def channels(self) -> list[str]:
+        return ["mqtt"]
+
+    def address(self, channel: str) -> str | None:
+        return self.id if channel == "mqtt" else None
+
+
 class RegistryFile(BaseModel):
     regions: list[Region]
     people: list[Person] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
+    devices: list[Device] = Field(default_factory=list)
 
 
 class RegistryError(ValueError):
@@ -100,7 +120,8 @@ class Registry:
     Loaded from a YAML file, or a JSON file of the same shape (``.json``).
     """
 
-    def __init__(self, regions: list[Region], people: Iterable[Person], groups: Iterable[Group] = ()) -> None:
+    def __init__(self, regions: list[Region], people: Iterable[Person], groups: Iterable[Group] = (),
+                 devices: Iterable[Device] = ()) -> None:
         self.regions = regions
         self._region_by_code: dict[str, Region] = {}
         self._parent: dict[str, str | None] = {}
@@ -117,16 +138,21 @@ class Registry:
                 problems.append(f"person {person.id}: region {person.region} is not in the regions tree")
                 continue
             self._people_by_region.setdefault(person.region, []).append(person)
+        # Groups and devices are recipients too: their ids share one namespace with people's.
         self._groups_by_region: dict[str, list[Group]] = {}
         self._group_by_id: dict[str, Group] = {}
-        for group in groups:
-            if group.id in self._group_by_id or group.id in self._person_by_id:
-                problems.append(f"group {group.id}: the id is taken")
-            self._group_by_id[group.id] = group
-            if group.region not in self._region_by_code:
-                problems.append(f"group {group.id}: region {group.region} is not in the regions tree")
-                continue
-            self._groups_by_region.setdefault(group.region, []).append(group)
+        self._devices_by_region: dict[str, list[Device]] = {}
+        self._device_by_id: dict[str, Device] = {}
+        for kind, items, by_id, by_region in (("group", groups, self._group_by_id, self._groups_by_region),
+                                              ("device", devices, self._device_by_id, self._devices_by_region)):
+            for item in items:
+                if item.id in self._person_by_id or item.id in self._group_by_id or item.id in self._device_by_id:
+                    problems.append(f"{kind} {item.id}: the id is taken")
+                by_id[item.id] = item
+                if item.region not in self._region_by_code:
+                    problems.append(f"{kind} {item.id}: region {item.region} is not in the regions tree")
+                    continue
+                by_region.setdefault(item.region, []).append(item)
         for person in self._person_by_id.values():
             for field in ("backup", "supervisor"):
                 other = getattr(person, field)
@@ -158,7 +184,7 @@ class Registry:
             lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
             raise RegistryError(f"{path}: " + "; ".join(lines)) from exc
         try:
-            return cls(parsed.regions, parsed.people, parsed.groups)
+            return cls(parsed.regions, parsed.people, parsed.groups, parsed.devices)
         except RegistryError as exc:
             raise RegistryError(f"{path}: {exc}") from exc
 
@@ -194,10 +220,22 @@ class Registry:
         return [p for code in self._subtree(codes) for p in self._people_by_region.get(code, ())
                 if wanted_roles is None or p.role in wanted_roles]
 
-    def recipients_in(self, codes: Iterable[str]) -> list[Person | Group]:
-        """Everyone in the named regions and their descendants, then the regions' chat groups."""
+    def device(self, device_id: str) -> Device | None:
+        return self._device_by_id.get(device_id)
+
+    @property
+    def devices(self) -> list[Device]:
+        return list(self._device_by_id.values())
+
+    def devices_in(self, codes: Iterable[str]) -> list[Device]:
+        return [d for code in self._subtree(codes) for d in self._devices_by_region.get(code, ())]
+
+    def recipients_in(self, codes: Iterable[str]) -> list[Person | Group | Device]:
+        """Everyone in the named regions and their descendants, then the regions' chat groups,
+        then their loudspeaker gateways."""
         subtree = self._subtree(codes)
-        return [*self.people_in(subtree), *(g for code in subtree for g in self._groups_by_region.get(code, ()))]
+        return [*self.people_in(subtree), *(g for code in subtree for g in self._groups_by_region.get(code, ())),
+                *self.devices_in(subtree)]
 
     def officer_phones(self, code: str) -> list[str]:
         """The phones of a region's own information officers (a group message mentions them)."""

@@ -262,7 +262,8 @@ settle()
 return out
 """
 
-# ARGV[1] now, ARGV[2] JSON list of [number, state, {e: error, p: provider id, retry_at, note}].
+# ARGV[1] now, ARGV[2] JSON list of [number, state, {e: error, p: provider id, retry_at, note,
+# back: 1 to hand the attempt back (it waited, it was not tried)}].
 # 'sending' again only updates the fields (a failed attempt that will be retried stays
 # 'sending'); any other repeated state is refused like a backward one. Returns 1 or 0 per
 # change: applied or refused.
@@ -277,6 +278,7 @@ for i, change in ipairs(changes) do
   if r and ((r.s == to and to == 'sending') or NEXT[r.s][to]) then
     if fields.p or fields.e then set_detail(r, fields.p, fields.e) end
     if fields.retry_at then r.ra = clean(fields.retry_at) end
+    if fields.back then r.a = math.max(0, r.a - 1) end
     if r.s == to then r.t = now else move(r, to, now, fields.note or fields.e) end
     save(r)
     ok = 1

@@ -220,20 +220,24 @@ class Sender:
             message = await self.messages.get(alert_id)
             own = await self.messages.escalated(message, [(c.number, c.via) for c in claimed if c.via])
             links = self.ack_links
+            # Claimed past the last attempt only when the far end never acknowledged the last
+            # one (a gateway): that is where it ends, unsent.
+            to_send = [c for c in claimed if c.attempt <= self.limits.max_attempts]
             deliveries = [
                 Delivery(receipt_id=rid, channel=self.channel, address=c.address, recipient=c.recipient,
                          name=c.name, message=own.get(c.number, message), attempt=c.attempt,
                          ack_url=links.url(rid, message.expires_at) if links else None)
-                for c in claimed
+                for c in to_send
                 for rid in (receipt_id(alert_id, c.number),)
             ]
-            outcomes = await self._send(deliveries)
+            sent = iter(await self._send(deliveries) if deliveries else [])
             changes = []
-            for c, outcome in zip(claimed, outcomes):
-                change, retry_at = self._change(c.number, c.attempt, outcome)
+            for c in claimed:
+                outcome = next(sent) if c.attempt <= self.limits.max_attempts else None
+                change, retry_at, retry_attempt = self._change(c.number, c.attempt, outcome)
                 changes.append(change)
                 if retry_at is not None:
-                    retries[f"{priority_of[alert_id]}|{alert_id}|{c.number}|{c.attempt}"] = retry_at
+                    retries[f"{priority_of[alert_id]}|{alert_id}|{c.number}|{retry_attempt}"] = retry_at
                 elif self.adapter.replies_acknowledge and isinstance(outcome, SendResult):
                     reached[c.address] = receipt_id(alert_id, c.number)
             applied = await self.book.apply(alert_id, changes, time.time())
@@ -261,21 +265,34 @@ class Sender:
         except asyncio.TimeoutError:
             return [ChannelError(f"no answer within {self.send_timeout_s:g}s", recoverable=True)] * len(deliveries)
 
-    def _change(self, number: int, attempts: int, outcome: SendResult | ChannelError) -> tuple[Change, float | None]:
+    def _change(self, number: int, attempt: int,
+                outcome: SendResult | ChannelError | None) -> tuple[Change, float | None, int]:
+        """The change an outcome makes, and when and as which attempt to send again, if at all.
+        ``None`` is the check after the last attempt that nobody acknowledged."""
+        now = time.time()
+        if outcome is None:
+            error = f"no-ack: no acknowledgement of {self.limits.max_attempts} attempts"
+            return Change(number, "failed", {"e": error, "back": 1}), None, attempt
         if isinstance(outcome, SendResult):
             fields = {k: v for k, v in (("p", outcome.provider_id), ("note", outcome.note)) if v}
-            return Change(number, outcome.state, fields), None
+            if outcome.await_ack_s is not None:  # sent again unless acknowledged by then
+                retry_at = now + outcome.await_ack_s
+                return Change(number, "sending", {**fields, "retry_at": round(retry_at, 3)}), retry_at, attempt
+            return Change(number, outcome.state, fields), None, attempt
         error = f"{outcome.code}: {outcome.reason}" if outcome.code else outcome.reason
         if not outcome.recoverable:
-            return Change(number, "failed", {"e": error}), None
-        if outcome.throttled:  # waits until there is room, however long (expiry ends it)
+            return Change(number, "failed", {"e": error}), None, attempt
+        if outcome.throttled:
+            # Waits until there is room, however long (expiry ends it); waiting is not an attempt,
+            # so it is handed back. No jitter: what is due together goes most urgent first.
             wait = outcome.retry_after_s if outcome.retry_after_s is not None else self.limits.throttled_wait_s
-            retry_at = time.time() + wait  # no jitter: what is due together goes most urgent first
-            return Change(number, "sending", {"e": error, "retry_at": round(retry_at, 3)}), retry_at
-        if attempts >= self.limits.max_attempts:
-            return Change(number, "failed", {"e": f"{error} (gave up after {attempts} attempts)"}), None
-        retry_at = time.time() + backoff_s(attempts, self.retry_base_s, self.retry_max_s, outcome.retry_after_s)
-        return Change(number, "sending", {"e": error, "retry_at": round(retry_at, 3)}), retry_at
+            retry_at = now + wait
+            return Change(number, "sending", {"e": error, "retry_at": round(retry_at, 3), "back": 1}), retry_at, \
+                attempt - 1
+        if attempt >= self.limits.max_attempts:
+            return Change(number, "failed", {"e": f"{error} (gave up after {attempt} attempts)"}), None, attempt
+        retry_at = now + backoff_s(attempt, self.retry_base_s, self.retry_max_s, outcome.retry_after_s)
+        return Change(number, "sending", {"e": error, "retry_at": round(retry_at, 3)}), retry_at, attempt
 
     async def _finish(self, entries: list[Entry], retries: dict[str, float], reached: dict[str, str]) -> None:
         """Schedule retries, note each address's latest receipt and acknowledge the entries, in

@@ -76,7 +76,7 @@ async def test_each_robot_gets_its_own_format_and_each_answer_its_receipt_state(
         assert "no per-person delivery report" in receipts[gid]["history"][-1]["note"]
     assert receipts["g-wecom"]["address"] == "g-wecom", "the webhook, a secret, stays in the registry"
     busy = receipts["g-wecom-busy"]
-    assert busy["attempts"] == 2 and busy["error"].startswith("45009")
+    assert busy["attempts"] == 1 and busy["error"].startswith("45009"), "waiting is not an attempt"
     assert receipts["g-ding-wrong"]["state"] == "failed" and receipts["g-ding-wrong"]["error"].startswith("310000")
     assert receipts["g-feishu-wrong"]["state"] == "failed" and receipts["g-feishu-wrong"]["error"].startswith("19021")
     assert sorted(double.refused) == [("dingtalk", 310000), ("feishu", 19021), ("wecom", 45009)]
