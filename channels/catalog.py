@@ -11,6 +11,7 @@ from channels.console import ConsoleChannel
 from channels.dingtalk import DingTalkChannel
 from channels.feishu import FeishuChannel
 from channels.groupbot import GroupTarget
+from channels.mqtt import MqttChannel
 from channels.telegram import TelegramChannel
 from channels.twilio_sms import TwilioSMS
 from channels.twilio_voice import TwilioVoice
@@ -74,7 +75,25 @@ def build_channels(settings: Settings, registry: Registry | None = None, *,
         for adapter in (WeComChannel, DingTalkChannel, FeishuChannel):
             if registry.groups_of(adapter.name):
                 channels[adapter.name] = adapter(group_targets(registry))
+        if registry.devices:
+            if settings.mqtt_url:
+                channels["mqtt"] = MqttChannel(
+                    settings.mqtt_url, settings.mqtt_prefix, f"shaozi-{settings.process_name()}", device_keys(registry),
+                    ack_timeout_s=settings.mqtt_ack_timeout_s, max_inflight=settings.mqtt_max_inflight,
+                    offline_recheck_s=settings.mqtt_offline_recheck_s)
+            else:
+                log.warning("the registry has loudspeaker gateways but no MQTT broker is set (SHAOZI_MQTT_URL)")
     return channels
+
+
+def device_keys(registry: Registry) -> Callable[[str], str | None]:
+    """A gateway's signing key by its id, from the registry."""
+
+    def key(device_id: str) -> str | None:
+        device = registry.device(device_id)
+        return device.key.get_secret_value() if device else None
+
+    return key
 
 
 def group_targets(registry: Registry) -> Callable[[str], GroupTarget | None]:

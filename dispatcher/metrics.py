@@ -9,6 +9,8 @@ from prometheus_client import Counter, Histogram
 ALERTS_ACCEPTED = Counter("shaozi_alerts_accepted_total", "Alerts accepted at intake", ["format"])
 ALERTS_REFUSED = Counter("shaozi_alerts_refused_total", "Alerts refused at intake", ["reason"])
 RECEIPTS = Counter("shaozi_receipts_total", "Receipt state changes made by senders", ["channel", "state"])
+GATEWAY_MESSAGES = Counter("shaozi_gateway_messages_total", "Messages from loudspeaker gateways",
+                           ["kind", "outcome"])
 SEND_SECONDS = Histogram(
     "shaozi_send_batch_seconds", "Time from claiming a batch of receipts to recording its outcome",
     ["channel"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),

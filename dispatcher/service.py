@@ -15,7 +15,7 @@ from config import Settings, kept_admin_key
 from contacts import Registry
 from dispatcher.api import build_app
 from dispatcher.connections import redis_client
-from dispatcher.embedded import EmbeddedRedis
+from dispatcher.embedded import EmbeddedMosquitto, EmbeddedRedis
 from dispatcher.worker import Worker
 
 log = structlog.get_logger("shaozi")
@@ -52,6 +52,13 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
         redis = redis_client(url)
         stack.push_async_callback(redis.aclose)
         await redis.ping()
+        if worker and registry.devices and not settings.mqtt_url:
+            if not api:
+                raise ServiceError("SHAOZI_MQTT_URL must be set when the workers run apart (the registry has gateways)")
+            broker = EmbeddedMosquitto(settings.data_dir / "mqtt")
+            settings.mqtt_url = await asyncio.to_thread(broker.start)
+            stack.callback(broker.stop)
+            log.info("embedded mqtt broker started", url=settings.mqtt_url, dir=str(broker.dir))
 
         if api:  # first, so that a port in use stops everything before any work starts
             admin_key = None

@@ -4,8 +4,6 @@ and a heartbeat."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -13,11 +11,13 @@ import structlog
 from redis.asyncio import Redis
 
 from channels.base import Channel
+from channels.mqtt import MqttChannel
 from config import Settings
 from contacts import Registry
 from dispatcher.acklinks import AckLinks
 from dispatcher.alerts import AlertStore
 from dispatcher.escalation import Escalator, Policies
+from dispatcher.gateway_acks import GatewayAcks
 from dispatcher.keys import Keys
 from dispatcher.messages import MessageCache
 from dispatcher.planner import Planner
@@ -30,16 +30,12 @@ ALIVE_WITHIN_S = 15.0
 PRUNE_EVERY_S = 3600.0
 
 
-def worker_name(settings: Settings) -> str:
-    return settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
-
-
 class Worker:
     def __init__(self, settings: Settings, redis: Redis, registry: Registry, channels: dict[str, Channel]) -> None:
         self.settings = settings
         self.redis = redis
         self.keys = Keys(settings.redis_prefix)
-        self.name = worker_name(settings)
+        self.name = settings.process_name()
         self.store = AlertStore(redis, self.keys)
         self.channels = channels
         messages = MessageCache(self.store)
@@ -59,6 +55,9 @@ class Worker:
                     policies=policies)
             for i in range(settings.planner_concurrency)
         ]
+        if isinstance(channels.get("mqtt"), MqttChannel):
+            channels["mqtt"].on_message = GatewayAcks(redis, self.keys, self.store.receipts,
+                                                      retry_s=settings.retry_base_s).handle
         self.escalator = Escalator(redis, self.keys, self.store, registry, policies, entry_sizes,
                                    lease_s=settings.reclaim_idle_s)
 
