@@ -58,7 +58,7 @@ class MqttChannel(Channel):
         keys: Callable[[str], str | None],
         *,
         ack_timeout_s: float = 30.0,
-        max_inflight: int = 20,
+        max_inflight: int = 10,
         offline_recheck_s: float = 5.0,
     ) -> None:
         self.url = url

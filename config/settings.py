@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     mqtt_prefix: str = Field("shaozi", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
     mqtt_ack_timeout_s: float = Field(30.0, gt=0, description="a command no gateway has said 'received' to "
                                                               "within this is sent again")
-    mqtt_max_inflight: int = Field(20, ge=1, description="QoS 1 publishes awaiting the broker, per worker")
+    mqtt_max_inflight: int = Field(10, ge=1, description="QoS 1 publishes awaiting the broker, per worker")
     mqtt_offline_recheck_s: float = Field(5.0, gt=0, description="how often a command for an offline gateway "
                                                                  "looks again")
     data_dir: Path = Path("./var")
