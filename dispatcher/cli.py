@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--play-s", type=float, default=2.0, help="seconds each warning takes to play (default 2)")
     sim.add_argument("--drop-acks", type=float, default=0.0, help="share of acknowledgements not sent (0..1)")
     sim.add_argument("--speak", metavar="DIR", help="speak each warning into a WAV file here (espeak-ng)")
+    sim.add_argument("--offline-after", type=float, metavar="S", help="a drill: go offline after S seconds, ...")
+    sim.add_argument("--offline-for", type=float, default=30.0, metavar="S", help="... for S seconds (default 30)")
 
     alert = sub.add_parser("alert", help="post or inspect alerts on a running server")
     asub = alert.add_subparsers(dest="alert_command", required=True)
@@ -169,7 +171,7 @@ def _gateway_sim(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_gateways(gateways, stop)
+        await run_gateways(gateways, stop, offline_after=args.offline_after, offline_for=args.offline_for)
 
     asyncio.run(main())
     print(report(gateways, started))

@@ -38,6 +38,7 @@ class Gateway:
     speak_dir: Path | None = None
     seen_nonces: set[str] = field(default_factory=set)
     played: list[str] = field(default_factory=list)  # delivery ids, in the order played
+    accepted: list[dict] = field(default_factory=list)  # the commands taken, as received
     refused: list[tuple[str, str]] = field(default_factory=list)  # (delivery id, reason)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     # Acknowledgements not yet taken by the broker: kept across reconnects, like a gateway's
@@ -95,6 +96,7 @@ class Gateway:
             await self._ack(delivery_id, "failed", reason)
             return
         self.seen_nonces.add(command["nonce"])
+        self.accepted.append(command)
         await self._ack(delivery_id, "received")
         if delivery_id not in self.played:
             self.played.append(delivery_id)
@@ -128,9 +130,30 @@ class Gateway:
                 self.pending_acks.pop(0)
 
 
-async def run_gateways(gateways: list[Gateway], stop: asyncio.Event) -> None:
-    tasks = [asyncio.create_task(g.run(stop)) for g in gateways]
-    await asyncio.gather(*tasks)
+async def run_gateways(gateways: list[Gateway], stop: asyncio.Event, *, offline_after: float | None = None,
+                       offline_for: float = 30.0) -> None:
+    """Run the gateways until ``stop``; for a drill, take them all offline after ``offline_after``
+    seconds, for ``offline_for`` seconds, then back online."""
+    while not stop.is_set():
+        going = asyncio.Event()
+        tasks = [asyncio.create_task(g.run(going)) for g in gateways]
+        if await _wait(stop, offline_after):
+            going.set()
+            await asyncio.gather(*tasks)
+            log.info("gateways offline for a drill", gateways=len(gateways), seconds=offline_for)
+            await _wait(stop, offline_for)
+            continue
+        going.set()
+        await asyncio.gather(*tasks)
+
+
+async def _wait(stop: asyncio.Event, seconds: float | None) -> bool:
+    """Wait for ``stop`` or ``seconds``; True when the time ran out first."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return False
+    except asyncio.TimeoutError:
+        return True
 
 
 def report(gateways: list[Gateway], since: float) -> str:

@@ -22,7 +22,7 @@ from channels.mqtt import client_settings
 from config import ChannelLimits, Settings
 from contacts import Device, Region, Registry
 from dispatcher.embedded import EmbeddedMosquitto
-from dispatcher.gateway_sim import Gateway
+from dispatcher.gateway_sim import Gateway, run_gateways
 from tests.conftest import Harness, alert_json, eventually
 
 C1, C2 = "420116001001", "420116001002"
@@ -248,3 +248,40 @@ async def test_a_broker_restart_mid_fan_out_loses_nothing(settings, redis, tmp_p
     assert {r["state"] for r in receipts.values()} == {"acknowledged"}, "no receipt lost"
     for g in gateways:
         assert g.played == [receipts[g.device_id]["id"]], "each played once"
+
+
+async def test_a_cancel_reaches_the_gateways_as_a_cancel_command(settings, redis, broker_url):
+    registry = _registry(settings.redis_prefix, 2)
+    gateways = _gateways(registry, broker_url, settings.redis_prefix)
+    async with running(gateways), Harness(_settings(settings, broker_url), redis, registry) as h:
+        h.start_worker()
+        _, first = await h.post_alert(alert_json([C1], severity="Extreme", identifier="flood-1", sender="eoc"))
+        await _until_ended(h, first["id"], 2)
+        cancel = {**alert_json([], severity="Extreme"), "msgType": "Cancel", "sender": "eoc",
+                  "references": "eoc,flood-1,2026-07-01T08:00:00+08:00"}
+        del cancel["info"]
+        status, lifted = await h.post_alert(cancel)
+        assert status == 202, lifted
+        receipts = await _until_ended(h, lifted["id"], 2)
+    assert {r["state"] for r in receipts.values()} == {"acknowledged"}
+    for g in gateways:
+        assert [c["type"] for c in g.accepted] == ["alert", "cancel"]
+        assert g.accepted[1]["text"].startswith("【解除】")
+
+
+async def test_the_simulator_goes_offline_and_back_for_a_drill(settings, broker_url):
+    prefix = settings.redis_prefix
+    gateway = Gateway(f"{prefix}-drill", "k", broker_url, prefix)
+    stop = asyncio.Event()
+    seen = []
+    async with aiomqtt.Client(**client_settings(broker_url)) as client:
+        await client.subscribe(status_topic(prefix, gateway.device_id), qos=1)
+        sim = asyncio.create_task(run_gateways([gateway], stop, offline_after=0.3, offline_for=0.3))
+        async for m in client.messages:
+            seen.append(m.payload.decode())
+            if len(seen) == 3:
+                break
+        stop.set()
+        await sim
+    await _forget([gateway])
+    assert seen == ["online", "offline", "online"]
