@@ -24,6 +24,7 @@ import redis as redis_sync
 
 from bench.common import bench_alert, bench_redis, own_prefix, percentile, start_worker, stop_worker, wait_until
 from config import Settings
+from contacts.store import LiveRegistry
 from contacts.synthetic import synthetic_registry, write_registry
 from dispatcher.alerts import AlertStore
 from dispatcher.connections import redis_client
@@ -60,7 +61,7 @@ async def _accept_and_escalate(url: str, prefix: str, people: int) -> dict:
         policies = Policies(Settings().escalation)
         registry = synthetic_registry(people)
         gc.freeze()  # as a worker does once its registry is loaded
-        escalator = Escalator(client, keys, store, registry, policies, {"sms": 1000, "console": 1000})
+        escalator = Escalator(client, keys, store, LiveRegistry(registry), policies, {"sms": 1000, "console": 1000})
         at = time.time() + policies.first_wait("Severe") + 1
 
         stop, latencies = threading.Event(), []

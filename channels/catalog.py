@@ -17,7 +17,7 @@ from channels.twilio_sms import TwilioSMS
 from channels.twilio_voice import TwilioVoice
 from channels.wecom import WeComChannel
 from config import Settings
-from contacts import Registry
+from contacts.store import LiveRegistry
 
 log = structlog.get_logger("shaozi.channels")
 
@@ -30,7 +30,7 @@ def twilio_status_url(settings: Settings, delivery: Delivery) -> str:
     return f"{settings.base_url()}{TWILIO_STATUS_PATH}?r={delivery.receipt_id}"
 
 
-def build_channels(settings: Settings, registry: Registry | None = None, *,
+def build_channels(settings: Settings, live: LiveRegistry | None = None, *,
                    log_messages: bool = True) -> dict[str, Channel]:
     """Channel name -> adapter. A channel that is not configured is not in the map; a chat-group
     channel is there when the registry has a group on it."""
@@ -71,14 +71,15 @@ def build_channels(settings: Settings, registry: Registry | None = None, *,
                                                settings.telegram_api_base)
         if settings.telegram_secret_token is None:
             log.warning("SHAOZI_TELEGRAM_SECRET_TOKEN is not set: button presses cannot be accepted")
-    if registry is not None:
+    # Which chat-group and gateway channels a worker carries follows the registry when it starts.
+    if live is not None:
         for adapter in (WeComChannel, DingTalkChannel, FeishuChannel):
-            if registry.groups_of(adapter.name):
-                channels[adapter.name] = adapter(group_targets(registry))
-        if registry.devices:
+            if live.current.groups_of(adapter.name):
+                channels[adapter.name] = adapter(group_targets(live))
+        if live.current.devices:
             if settings.mqtt_url:
                 channels["mqtt"] = MqttChannel(
-                    settings.mqtt_url, settings.mqtt_prefix, f"shaozi-{settings.process_name()}", device_keys(registry),
+                    settings.mqtt_url, settings.mqtt_prefix, f"shaozi-{settings.process_name()}", device_keys(live),
                     ack_timeout_s=settings.mqtt_ack_timeout_s, max_inflight=settings.mqtt_max_inflight,
                     offline_recheck_s=settings.mqtt_offline_recheck_s)
             else:
@@ -86,20 +87,21 @@ def build_channels(settings: Settings, registry: Registry | None = None, *,
     return channels
 
 
-def device_keys(registry: Registry) -> Callable[[str], str | None]:
-    """A gateway's signing key by its id, from the registry."""
+def device_keys(live: LiveRegistry) -> Callable[[str], str | None]:
+    """A gateway's signing key by its id, from the registry as it is now."""
 
     def key(device_id: str) -> str | None:
-        device = registry.device(device_id)
+        device = live.current.device(device_id)
         return device.key.get_secret_value() if device else None
 
     return key
 
 
-def group_targets(registry: Registry) -> Callable[[str], GroupTarget | None]:
-    """A group's robot by the group's id, from the registry."""
+def group_targets(live: LiveRegistry) -> Callable[[str], GroupTarget | None]:
+    """A group's robot by the group's id, from the registry as it is now."""
 
     def target(group_id: str) -> GroupTarget | None:
+        registry = live.current
         group = registry.group(group_id)
         if group is None:
             return None

@@ -9,32 +9,87 @@ be reached on, in their order of preference.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+import phonenumbers
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from config.settings import PersonRole
 
 Level = Literal["district", "street", "community"]
 GroupChannel = Literal["wecom", "dingtalk", "feishu"]
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: large registries load fast
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def e164(phone: str) -> str:
+    """A phone number in E.164 form (+8613800000000), or ValueError saying it is not valid."""
+    try:
+        number = phonenumbers.parse(phone, "CN")
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"phone {phone!r} is not a phone number") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"phone {phone!r} is not a valid number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class Region(BaseModel):
     code: str = Field(pattern=r"^\d{6,12}$")
     name: str = Field(min_length=1)
     level: Level
+    lat: float | None = Field(None, ge=-90, le=90, description="centre point")
+    lon: float | None = Field(None, ge=-180, le=180)
     children: list[Region] = Field(default_factory=list)
 
     def walk(self) -> Iterator[Region]:
         yield self
         for child in self.children:
             yield from child.walk()
+
+
+class RegionRecord(BaseModel):
+    """A region as one flat record, naming its parent: how regions are stored and imported."""
+
+    code: str = Field(pattern=r"^\d{6,12}$")
+    name: str = Field(min_length=1)
+    level: Level
+    parent: str | None = None
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+
+
+def flatten(roots: Iterable[Region]) -> list[RegionRecord]:
+    out: list[RegionRecord] = []
+
+    def visit(region: Region, parent: str | None) -> None:
+        out.append(RegionRecord(code=region.code, name=region.name, level=region.level, parent=parent,
+                                lat=region.lat, lon=region.lon))
+        for child in region.children:
+            visit(child, region.code)
+
+    for root in roots:
+        visit(root, None)
+    return out
+
+
+def nest(records: Iterable[RegionRecord]) -> list[Region]:
+    """The tree of flat region records; a parent that is not among them is an error."""
+    records = list(records)
+    nodes = {r.code: Region(code=r.code, name=r.name, level=r.level, lat=r.lat, lon=r.lon) for r in records}
+    roots = []
+    for r in records:
+        if r.parent is None:
+            roots.append(nodes[r.code])
+        elif r.parent in nodes and r.parent != r.code:
+            nodes[r.parent].children.append(nodes[r.code])
+        else:
+            raise RegistryError(f"region {r.code}: parent {r.parent} is not a region")
+    reachable = sum(1 for root in roots for _ in root.walk())
+    if reachable != len(nodes):
+        raise RegistryError("the regions' parents go round in a circle")
+    return roots
 
 
 class Person(BaseModel):
@@ -51,10 +106,12 @@ class Person(BaseModel):
 
     @field_validator("phone")
     @classmethod
-    def _e164(cls, value: str | None) -> str | None:
-        if value is not None and not E164.match(value):
-            raise ValueError(f"phone {value!r} is not in E.164 form (+8613800000000)")
-        return value
+    def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A valid number, kept in E.164; a national number is read as Chinese. Records read back
+        from the registry's own store were checked when written and are trusted."""
+        if value is None or (info.context or {}).get("trusted"):
+            return value
+        return e164(value)
 
     def address(self, channel: str) -> str | None:
         """This person's address on a channel, or None when they have none there."""
@@ -253,6 +310,16 @@ class Registry:
 
     def unknown_codes(self, codes: Iterable[str]) -> list[str]:
         return [c for c in codes if c not in self._region_by_code]
+
+    def records(self) -> dict[str, list[BaseModel]]:
+        """Everything in it as flat records, by kind: how the registry is stored and exported."""
+        return {"regions": flatten(self.regions), "people": list(self._person_by_id.values()),
+                "groups": list(self._group_by_id.values()), "devices": list(self._device_by_id.values())}
+
+    @classmethod
+    def from_records(cls, regions: Iterable[RegionRecord], people: Iterable[Person] = (),
+                     groups: Iterable[Group] = (), devices: Iterable[Device] = ()) -> Registry:
+        return cls(nest(regions), people, groups, devices)
 
     def tree(self) -> list[dict]:
         return [r.model_dump() for r in self.regions]

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from config import ROLES, Settings
 from contacts import Registry
+from contacts.store import LiveRegistry
 from dispatcher import ack_page, metrics
 from dispatcher.acklinks import AckLinks
 from dispatcher.alerts import AlertStore
@@ -139,7 +140,7 @@ async def post_alert(request: web.Request) -> web.Response:
         raise Problem(400, "Bad Idempotency-Key", "Idempotency-Key must be 1 to 255 characters")
     alert_id, stored = await request.app[STORE].accept(alert, idempotency_key=idem, by=request[ROLE])
     url = f"{settings.base_url()}/v1/alerts/{alert_id}"
-    registry = request.app[REGISTRY]
+    registry = await request.app[REGISTRY].refresh()
     codes = alert.region_codes()
     answer = {"id": alert_id, "url": url, "duplicate": not stored, "priority": alert.priority(),
               "state": "accepted", "unknown_regions": registry.unknown_codes(codes)}
@@ -184,7 +185,7 @@ async def list_receipts(request: web.Request) -> web.Response:
     region = request.query.get("region")
     regions = None
     if region:
-        root = request.app[REGISTRY].region(region)
+        root = (await request.app[REGISTRY].refresh()).region(region)
         if root is None:
             raise Problem(400, "Bad query parameter", f"region {region} is not in the registry")
         regions = {r.code for r in root.walk()}
@@ -262,7 +263,7 @@ async def silent(request: web.Request) -> web.Response:
     """Who has not acknowledged, by street and community, with what was tried for each."""
     alert_id = request.match_info["id"]
     await _summary_or_404(request)
-    store, registry = request.app[STORE], request.app[REGISTRY]
+    store, registry = request.app[STORE], await request.app[REGISTRY].refresh()
     people: dict[str, dict] = {}
     total = await store.receipts.size(alert_id)
     for start in range(0, total, 1000):
@@ -330,7 +331,7 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
 
 
 async def get_regions(request: web.Request) -> web.Response:
-    return _json({"items": request.app[REGISTRY].tree()})
+    return _json({"items": (await request.app[REGISTRY].refresh()).tree()})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -415,7 +416,7 @@ ROUTES: list[Route] = [
 ]
 
 
-def build_app(settings: Settings, redis: Redis, registry: Registry) -> web.Application:
+def build_app(settings: Settings, redis: Redis, registry: LiveRegistry) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
     keys = Keys(settings.redis_prefix)
     app[SETTINGS] = settings

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from channels.templates import FOLLOW_UP, NAME_SEP, SILENT_LIST, language
 from config import EscalationStep
 from contacts import Person, Registry
+from contacts.store import LiveRegistry
 from dispatcher.alerts import AlertStore
 from dispatcher.codec import text
 from dispatcher.keys import Keys
@@ -90,7 +91,7 @@ class Escalator:
         redis: Redis,
         keys: Keys,
         store: AlertStore,
-        registry: Registry,
+        registry: LiveRegistry,
         policies: Policies,
         entry_size: Mapping[str, int],
         *,
@@ -137,6 +138,7 @@ class Escalator:
         info = alert.main_info()
         if info is None:
             return None
+        registry = await self.registry.refresh()
         people, requeue = await self._recipients(alert_id, now)
         taken = await self._taken(alert_id)
 
@@ -147,7 +149,7 @@ class Escalator:
                 await asyncio.sleep(0)  # let this worker's senders run
             if r.acknowledged:
                 continue
-            person = self.registry.person(r.id)
+            person = registry.person(r.id)
             steps = self.policies.steps(info.severity, person.role if person else None)
             done, done_at = taken.get(r.id, (0, r.first_at))
             if done >= len(steps):
@@ -167,7 +169,7 @@ class Escalator:
             # senders (or Redis) for long; a supervisor's list is built whole.
             parts = [group] if action == "supervisor" else [group[i:i + CHUNK] for i in range(0, len(group), CHUNK)]
             for part in parts:
-                items = self._items(step, action, part, lang)
+                items = self._items(registry, step, action, part, lang)
                 for i in range(0, len(items), CHUNK):
                     made += await self.book.escalate(alert_id, step, items[i:i + CHUNK], now)
             log.info("escalated", alert_id=alert_id, step=step, action=action, people=len(group), receipts=len(made))
@@ -218,7 +220,7 @@ class Escalator:
                 taken[key] = (int(step), float(at))
         return taken
 
-    def _items(self, step: int, action: str, group: list[tuple[Recipient, Person | None]],
+    def _items(self, registry: Registry, step: int, action: str, group: list[tuple[Recipient, Person | None]],
                lang: str) -> list[EscalationItem]:
         why = f"escalation step {step}: {action}"
 
@@ -229,7 +231,7 @@ class Escalator:
             by_supervisor: dict[str | None, list[Recipient]] = defaultdict(list)
             for r, person in group:
                 by_supervisor[person.supervisor if person else None].append(r)
-            return [item(people, self._reach(self.registry.person(sid) if sid else None, f"{step}:supervisor:"),
+            return [item(people, self._reach(registry.person(sid) if sid else None, f"{step}:supervisor:"),
                          SILENT_LIST[lang]) for sid, people in by_supervisor.items()]
 
         items = []
@@ -245,7 +247,7 @@ class Escalator:
             elif action == "voice":
                 receipts = self._reach(person, via, ["voice"])
             else:  # backup
-                receipts = self._reach(self.registry.person(person.backup) if person and person.backup else None, via)
+                receipts = self._reach(registry.person(person.backup) if person and person.backup else None, via)
                 note = FOLLOW_UP[lang]
             items.append(item([r], receipts, note))
         return items

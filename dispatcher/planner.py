@@ -19,7 +19,8 @@ from itertools import islice
 import structlog
 from redis.asyncio import Redis
 
-from contacts import Group, Person, Registry
+from contacts import Device, Group, Person
+from contacts.store import LiveRegistry
 from dispatcher.alerts import AlertStore
 from dispatcher.connections import TRANSIENT
 from dispatcher.escalation import Policies
@@ -35,7 +36,7 @@ URGENT_PRIORITIES = 2  # priorities 0 and 1 are read by the planners kept for ur
 
 
 def plan_receipts(
-    people: Iterable[Person | Group], enabled: Iterable[str], only: Iterable[str] | None, *, first_number: int = 0
+    people: Iterable[Person | Group | Device], enabled: Iterable[str], only: Iterable[str] | None, *, first_number: int = 0
 ) -> Iterator[NewReceipt]:
     """One receipt per (person, channel): each channel of theirs that is enabled and allowed.
 
@@ -51,13 +52,13 @@ def plan_receipts(
             number += 1
 
 
-def count_receipts(people: Iterable[Person | Group], enabled: Iterable[str], only: Iterable[str] | None) -> int:
+def count_receipts(people: Iterable[Person | Group | Device], enabled: Iterable[str], only: Iterable[str] | None) -> int:
     enabled = set(enabled)
     allowed = set(only) if only else None
     return sum(len(_person_receipts(p, enabled, allowed)) for p in people)
 
 
-def _person_receipts(person: Person | Group, enabled: set[str], allowed: set[str] | None) -> list[tuple]:
+def _person_receipts(person: Person | Group | Device, enabled: set[str], allowed: set[str] | None) -> list[tuple]:
     """(channel, address, state, note) of each receipt one person gets.
 
     Someone none of whose channels can carry the alert still gets a receipt, ``undeliverable``,
@@ -90,7 +91,7 @@ class Planner:
         redis: Redis,
         keys: Keys,
         store: AlertStore,
-        registry: Registry,
+        registry: LiveRegistry,
         entry_size: Mapping[str, int],
         consumer: str,
         *,
@@ -182,7 +183,8 @@ class Planner:
         codes = alert.region_codes()
         if not codes and alert.msgType == "Cancel":
             codes = await self._codes_of(referenced)
-        recipients = self.registry.recipients_in(codes)
+        registry = await self.registry.refresh()
+        recipients = registry.recipients_in(codes)
         parts = max(1, math.ceil(len(recipients) / self.part_size))
         if part is None and parts > 1:
             # Other planners take parts 1.. while this one plans part 0 at once.
@@ -204,7 +206,7 @@ class Planner:
                           doc["priority"])
         final = await self.book.part_planned(alert_id, k, parts, len(recipients), time.time())
         log.info("planned", alert_id=alert_id, part=k, parts=parts, recipients=len(recipients), state=final,
-                 unknown_regions=self.registry.unknown_codes(codes) or None)
+                 unknown_regions=registry.unknown_codes(codes) or None)
 
     async def _referenced(self, alert_id: str, alert: Alert) -> list[str]:
         """Ids of the earlier alerts an Update or Cancel references."""

@@ -13,6 +13,7 @@ from aiohttp import web
 from channels.catalog import build_channels
 from config import Settings, kept_admin_key
 from contacts import Registry
+from contacts.store import LiveRegistry, RegistryStore
 from dispatcher.api import build_app
 from dispatcher.connections import redis_client
 from dispatcher.embedded import EmbeddedMosquitto, EmbeddedRedis
@@ -35,10 +36,6 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    registry = Registry.load(settings.registry)
-    # A large registry is millions of long-lived objects; leave them out of the cyclic garbage
-    # collector, whose full passes over them stalled sending for up to a second.
-    gc.freeze()
     settings.signing_secret()  # generated and kept under the data dir on first start when unset
     async with AsyncExitStack() as stack:
         url = settings.redis_url
@@ -52,6 +49,13 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
         redis = redis_client(url)
         stack.push_async_callback(redis.aclose)
         await redis.ping()
+        # The registry lives in Redis; the file seeds it when it is empty.
+        live = await LiveRegistry.open(RegistryStore(redis, settings.redis_prefix),
+                                       lambda: Registry.load(settings.registry), note=f"seeded from {settings.registry}")
+        registry = live.current
+        # A large registry is millions of long-lived objects; leave them out of the cyclic garbage
+        # collector, whose full passes over them stalled sending for up to a second.
+        gc.freeze()
         if worker and registry.devices and not settings.mqtt_url:
             if not api:
                 raise ServiceError("SHAOZI_MQTT_URL must be set when the workers run apart (the registry has gateways)")
@@ -65,7 +69,7 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
             if not settings.api_keys:
                 admin_key = kept_admin_key(settings)
                 settings.api_keys = {admin_key: "admin"}
-            runner = web.AppRunner(build_app(settings, redis, registry), access_log=None)
+            runner = web.AppRunner(build_app(settings, redis, live), access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, settings.host, settings.port)
@@ -73,15 +77,15 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
                 await site.start()
             except OSError as exc:
                 raise ServiceError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from exc
-            log.info("api listening", url=settings.base_url(), registry=str(settings.registry),
+            log.info("api listening", url=settings.base_url(), registry_version=live.version,
                      regions=len(registry.tree()), people=registry.size)
             if admin_key:
                 print(f"Shaozi is listening on {settings.base_url()}\n"
                       f"admin API key (kept in {settings.data_dir / 'admin.key'}): {admin_key}", flush=True)
         tasks = []
         if worker:
-            channels = build_channels(settings, registry)
-            tasks.append(asyncio.create_task(Worker(settings, redis, registry, channels).run(stop)))
+            channels = build_channels(settings, live)
+            tasks.append(asyncio.create_task(Worker(settings, redis, live, channels).run(stop)))
         if started is not None:
             started.set()
         waiter = asyncio.create_task(stop.wait())

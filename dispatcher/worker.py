@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from channels.base import Channel
 from channels.mqtt import MqttChannel
 from config import Settings
-from contacts import Registry
+from contacts.store import LiveRegistry
 from dispatcher.acklinks import AckLinks
 from dispatcher.alerts import AlertStore
 from dispatcher.escalation import Escalator, Policies
@@ -31,7 +31,7 @@ PRUNE_EVERY_S = 3600.0
 
 
 class Worker:
-    def __init__(self, settings: Settings, redis: Redis, registry: Registry, channels: dict[str, Channel]) -> None:
+    def __init__(self, settings: Settings, redis: Redis, registry: LiveRegistry, channels: dict[str, Channel]) -> None:
         self.settings = settings
         self.redis = redis
         self.keys = Keys(settings.redis_prefix)

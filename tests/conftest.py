@@ -21,6 +21,7 @@ from channels.base import Channel
 from channels.catalog import build_channels
 from config import Settings
 from contacts import Registry
+from contacts.store import LiveRegistry, RegistryStore
 from dispatcher.api import build_app
 from dispatcher.connections import redis_client
 from dispatcher.embedded import EmbeddedRedis
@@ -101,13 +102,16 @@ class Harness:
     def __init__(self, settings: Settings, redis: Redis, registry: Registry, port: int = 0) -> None:
         self.settings = settings
         self.redis = redis
-        self.registry = registry
-        self.server = TestServer(build_app(settings, redis, registry), port=port)
+        self.seed = registry
+        self.port = port
         self.session: aiohttp.ClientSession | None = None
         self._worker_stop: asyncio.Event | None = None
         self._worker_task: asyncio.Task | None = None
 
     async def __aenter__(self) -> Harness:
+        # The registry goes into Redis, under the test's prefix, as a deployment keeps it.
+        self.registry = await LiveRegistry.open(RegistryStore(self.redis, self.settings.redis_prefix), lambda: self.seed)
+        self.server = TestServer(build_app(self.settings, self.redis, self.registry), port=self.port)
         await self.server.start_server()
         self.session = aiohttp.ClientSession(base_url=str(self.server.make_url("")))
         return self

@@ -13,6 +13,7 @@ from collections import Counter
 
 
 from config import Settings
+from contacts.store import LiveRegistry
 from contacts.synthetic import synthetic_registry, write_registry
 from dispatcher.connections import redis_client
 from dispatcher.alerts import AlertStore
@@ -92,7 +93,7 @@ async def test_extreme_goes_before_a_minor_backlog(settings, redis):
     async with Harness(settings, redis, registry) as h:
         # Plan the backlog with no sender running, so it is all waiting on the streams.
         keys = Keys(settings.redis_prefix)
-        planner = Planner(redis, keys, AlertStore(redis, keys), registry, {"sms": 100}, "planner-only")
+        planner = Planner(redis, keys, AlertStore(redis, keys), LiveRegistry(registry), {"sms": 100}, "planner-only")
         await planner.setup()
         stop = asyncio.Event()
         planning = asyncio.create_task(planner.run(stop))
@@ -132,7 +133,8 @@ async def test_large_alert_is_planned_in_parts_once_each(settings, redis):
 async def test_planner_kept_for_urgent_alerts_leaves_minor_ones(settings, redis, sample_registry):
     """With planners busy on a large Minor alert, the one kept for urgent alerts stays free."""
     keys = Keys(settings.redis_prefix)
-    urgent = Planner(redis, keys, AlertStore(redis, keys), sample_registry, {"sms": 100}, "urgent", urgent_only=True)
+    urgent = Planner(redis, keys, AlertStore(redis, keys), LiveRegistry(sample_registry), {"sms": 100}, "urgent",
+                     urgent_only=True)
     await urgent.setup()
     async with Harness(settings, redis, sample_registry) as h:
         await h.post_alert(alert_json([DISTRICT], severity="Minor", urgency="Future"))
