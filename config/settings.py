@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     secret: str | None = Field(None, description="signing key; generated under the data dir if unset")
     log_level: str = "info"
     max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_import_bytes: int = Field(64 << 20, ge=1024, description="a registry file posted for import")
     retention_days: float = Field(90, ge=0, description="alerts and their receipts are kept this long; 0 keeps all")
 
     # Twilio (SMS); with none of it set, SMS goes to the console outbox

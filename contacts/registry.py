@@ -101,6 +101,8 @@ class Person(BaseModel):
     channels: list[str] = Field(default_factory=lambda: ["sms"])
     telegram_chat_id: str | None = None
     hazards: list[str] = Field(default_factory=list)
+    lat: float | None = Field(None, ge=-90, le=90, description="where they usually are (polygon alerts)")
+    lon: float | None = Field(None, ge=-180, le=180)
     backup: str | None = Field(None, description="who is told when this person stays silent")
     supervisor: str | None = Field(None, description="who gets the list of silent people under them")
 

@@ -18,8 +18,13 @@ from collections.abc import Callable, Iterable, Mapping
 
 from pydantic import BaseModel, SecretStr
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from contacts.registry import Device, Group, Person, RegionRecord, Registry
+
+class Conflict(RuntimeError):
+    """The registry moved on between checking a change and writing it."""
+
 
 KINDS: dict[str, type[BaseModel]] = {"regions": RegionRecord, "people": Person, "groups": Group, "devices": Device}
 TRUSTED = {"trusted": True}  # read back from the store: checked when written
@@ -72,10 +77,17 @@ class RegistryStore:
         return await asyncio.to_thread(_build, raws), int(version)
 
     async def write(self, upserts: Mapping[str, Iterable[BaseModel]], removals: Mapping[str, Iterable[str]],
-                    *, by: str, note: str) -> int:
-        """Write records and remove others in one transaction; returns the new version."""
+                    *, by: str, note: str, expect: int | None = None) -> int:
+        """Write records and remove others in one transaction; returns the new version. With
+        ``expect``, only if the version is still that (else ``Conflict``): the change was
+        checked against that registry."""
         counts: dict[str, int] = {}
         async with self.redis.pipeline(transaction=True) as tx:
+            if expect is not None:
+                await tx.watch(self.version_key)
+                if int(await tx.get(self.version_key) or 0) != expect:
+                    raise Conflict("the registry changed meanwhile: check the change again")
+                tx.multi()
             for kind, records in upserts.items():
                 mapping = {key_of(r): stored(r) for r in records}
                 counts[f"{kind}_written"] = len(mapping)
@@ -90,7 +102,10 @@ class RegistryStore:
             tx.incr(self.version_key)
             tx.xadd(self.changes_key, {"by": by, "note": note, "at": f"{time.time():.3f}", **counts},
                     maxlen=10_000, approximate=True)
-            results = await tx.execute()
+            try:
+                results = await tx.execute()
+            except WatchError as exc:
+                raise Conflict("the registry changed meanwhile: check the change again") from exc
         return int(results[-2])
 
     async def replace(self, registry: Registry, *, by: str, note: str) -> int:
@@ -142,8 +157,9 @@ class LiveRegistry:
             loaded = registry, await store.replace(registry, by="seed", note=note)
         return cls(loaded[0], store, loaded[1])
 
-    async def refresh(self) -> Registry:
-        if self.store is not None and time.monotonic() - self._checked >= self.every_s:
+    async def refresh(self, *, now: bool = False) -> Registry:
+        """The registry, reloaded first if its version has moved (``now``: look at once)."""
+        if self.store is not None and (now or time.monotonic() - self._checked >= self.every_s):
             self._checked = time.monotonic()
             if await self.store.version() != self.version:
                 loaded = await self.store.load()

@@ -40,6 +40,7 @@ from dispatcher.models import (
     ReceiptPage,
 )
 from dispatcher.problems import Problem, problem_middleware, pydantic_errors
+from dispatcher.registry_api import export_registry, import_registry, registry_changes
 from dispatcher.receipts import Change, escalation_of, parse_receipt_id, receipt_id, receipt_view
 from dispatcher.worker import workers_alive
 
@@ -72,6 +73,7 @@ class Route:
     body_media: tuple[str, ...] = ("application/json",)
     headers: tuple[str, ...] = ()
     responses: tuple[tuple[str, str], ...] = ()  # further answers: (status, what it means)
+    large_body: bool = False  # a file: SHAOZI_MAX_IMPORT_BYTES, not SHAOZI_MAX_BODY_BYTES
 
 
 def _key_role(settings: Settings, request: web.Request) -> str:
@@ -96,6 +98,10 @@ def _guard(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse
             if role not in route.roles:
                 raise Problem(403, "Forbidden", f"role {role!r} may not {route.method} {route.path}")
             request[ROLE] = role
+        settings = request.app[SETTINGS]
+        limit = settings.max_import_bytes if route.large_body else settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise Problem(413, "Request body too large", f"at most {limit} bytes")
         return await route.handler(request)
 
     return guarded
@@ -130,6 +136,8 @@ async def post_alert(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     fmt = intake_format(request.content_type)
     body = await request.read()
+    if len(body) > settings.max_body_bytes:  # sent without a length
+        raise Problem(413, "Request body too large", f"at most {settings.max_body_bytes} bytes")
     try:
         alert = parse_alert(body, fmt, default_sender=f"shaozi-{request[ROLE]}")
     except Problem as problem:
@@ -399,6 +407,13 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/receipts/{rid}/ack", ack_receipt, "Acknowledge one receipt", ACK_ROLES, body=AckRequest,
           response=AckResult),
     Route("GET", "/v1/regions", get_regions, "The regions tree of the registry"),
+    Route("POST", "/v1/registry:import", import_registry, "Import a registry file: CSV (people, devices, groups or "
+          "regions) or YAML; ?dry_run=1 says what would change, ?replace=1 replaces the kinds in the file, "
+          "?kind= names a CSV's kind", ("admin",), params=("kind", "dry_run", "replace", "file"),
+          body_media=("text/csv", "application/yaml"), large_body=True),
+    Route("GET", "/v1/registry:export", export_registry, "The registry as YAML, or one kind as CSV (?kind=); "
+          "secrets included", ("admin",), params=("kind",), media="application/yaml"),
+    Route("GET", "/v1/registry/changes", registry_changes, "Who changed the registry, when, how much", ("admin",)),
     Route("POST", "/hooks/twilio/status", twilio_status, "Twilio message status (signed by Twilio)", None,
           status=204, media="text/plain"),
     Route("POST", "/hooks/twilio/voice", twilio_voice, "A key pressed during a warning call (signed by Twilio)",
@@ -417,7 +432,8 @@ ROUTES: list[Route] = [
 
 
 def build_app(settings: Settings, redis: Redis, registry: LiveRegistry) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
+    app = web.Application(client_max_size=max(settings.max_body_bytes, settings.max_import_bytes),
+                          middlewares=[problem_middleware])
     keys = Keys(settings.redis_prefix)
     app[SETTINGS] = settings
     app[REDIS] = redis

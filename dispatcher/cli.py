@@ -35,6 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--offline-after", type=float, metavar="S", help="a drill: go offline after S seconds, ...")
     sim.add_argument("--offline-for", type=float, default=30.0, metavar="S", help="... for S seconds (default 30)")
 
+    reg = sub.add_parser("registry", help="import or export the registry of a running server")
+    rsub = reg.add_subparsers(dest="registry_command", required=True)
+    imp = rsub.add_parser("import", help="import a CSV (people, devices, groups, regions) or YAML file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--kind", choices=["people", "devices", "groups", "regions"], help="what a CSV holds")
+    imp.add_argument("--dry-run", action="store_true", help="say what would change, write nothing")
+    imp.add_argument("--replace", action="store_true", help="the kinds in the file replace what is there")
+    exp = rsub.add_parser("export", help="write the registry as YAML, or one kind as CSV")
+    exp.add_argument("--kind", choices=["people", "devices", "groups", "regions"])
+    exp.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    for a in (imp, exp):
+        a.add_argument("--url", help="server URL (default SHAOZI_URL, else from SHAOZI_HOST/SHAOZI_PORT)")
+        a.add_argument("--key", help="an admin API key (default SHAOZI_API_KEY, else the one under the data dir)")
+
     alert = sub.add_parser("alert", help="post or inspect alerts on a running server")
     asub = alert.add_subparsers(dest="alert_command", required=True)
     send = asub.add_parser("send", help="post an alert and follow it until it settles")
@@ -119,10 +133,21 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "gateway-sim":
             return _gateway_sim(args, settings)
-        from dispatcher.client import ClientError, send_alert, show_alert, show_silent
+        from dispatcher.client import ClientError, export_registry, import_registry, send_alert, show_alert, show_silent
 
         url, key = _client_target(args, settings)
         try:
+            if args.command == "registry":
+                if args.registry_command == "import":
+                    print(asyncio.run(import_registry(url, key, args.file, kind=args.kind, dry_run=args.dry_run,
+                                                      replace=args.replace)))
+                    return 0
+                text = asyncio.run(export_registry(url, key, args.kind))
+                if args.output:
+                    args.output.write_text(text, encoding="utf-8")
+                else:
+                    print(text, end="")
+                return 0
             if args.alert_command == "send":
                 summary = asyncio.run(send_alert(url, key, _alert_from_args(args), follow=not args.no_follow))
                 return 0 if summary.get("state", "accepted") in ("accepted", "settled") else 1

@@ -6,6 +6,8 @@ import asyncio
 import sys
 from typing import Any
 
+from pathlib import Path
+
 import aiohttp
 
 END_STATES = ("settled", "cancelled", "expired")
@@ -131,3 +133,34 @@ def _tried(t: dict) -> str:
         return said
     to = f" → {t['to']}" if step["action"] == "backup" else ""
     return f"step {step['step']} {step['action']}{to} {said}"
+
+
+async def import_registry(base_url: str, key: str, path: Path, *, kind: str | None = None, dry_run: bool = False,
+                          replace: bool = False) -> str:
+    """Post a registry file; returns what changed (or would), or ClientError with every problem."""
+    media = "application/yaml" if path.suffix.lower() in (".yaml", ".yml", ".json") else "text/csv"
+    params = {"file": path.name, **({"kind": kind} if kind else {}), **({"dry_run": "1"} if dry_run else {}),
+              **({"replace": "1"} if replace else {})}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
+        async with session.post(f"{base_url}/v1/registry:import", params=params, data=path.read_bytes(),
+                                headers={"Content-Type": media}) as resp:
+            data = await resp.json(content_type=None)
+    if resp.status == 422:
+        lines = [f"{e['file']} line {e['line']}: {e['message']}" if e.get("line") else f"{e['file']}: {e['message']}"
+                 for e in data.get("errors", [])]
+        raise ClientError("\n".join([f"{data['detail']}:", *lines]))
+    if resp.status >= 400:
+        raise ClientError(f"{resp.status}: {data.get('detail') or data.get('title')}")
+    verb = "would change" if data["dry_run"] else f"changed (registry version {data['version']})"
+    rows = [f"{kind:<8} " + ", ".join(f"{n} {what}" for what, n in counts.items())
+            for kind, counts in data["changes"].items() if any(counts.values())]
+    return "\n".join([f"{data['file']} {verb}:", *rows])
+
+
+async def export_registry(base_url: str, key: str, kind: str | None = None) -> str:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
+        async with session.get(f"{base_url}/v1/registry:export", params={"kind": kind} if kind else {}) as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                raise ClientError(f"{resp.status}: {text}")
+            return text

@@ -18,6 +18,10 @@ PARAM_DOCS = {
     "state": "only receipts in this state",
     "channel": "only receipts on this channel",
     "region": "only receipts of this region and the regions below it",
+    "kind": "people, devices, groups or regions",
+    "dry_run": "1: say what would change, write nothing",
+    "replace": "1: the kinds in the file replace what is there (else: added or replaced by id)",
+    "file": "the file's name, for the problems' messages",
 }
 
 
@@ -40,6 +44,9 @@ def openapi_document(routes: list[Route], server_url: str) -> dict[str, Any]:
             xml = {"schema": {"type": "string", "description": "CAP 1.2 or 1.1 XML"}}
             op["requestBody"] = {"required": True, "content": {
                 m: (ref if m == "application/json" else xml) for m in route.body_media}}
+        elif route.large_body:
+            op["requestBody"] = {"required": True, "content": {m: {"schema": {"type": "string"}}
+                                                               for m in route.body_media}}
         op["parameters"] = params + [{"name": h, "in": "header", "required": False,
                                       "schema": {"type": "string", "maxLength": 255}} for h in route.headers]
         if not op["parameters"]:
@@ -54,7 +61,7 @@ def openapi_document(routes: list[Route], server_url: str) -> dict[str, Any]:
         if route.roles is not None:
             errors |= {"401": "No or unknown API key", "403": "The key's role may not do this"}
             op["security"] = [{"bearer": []}]
-        if route.body is not None:
+        if route.body is not None or route.large_body:
             errors |= {"413": "Body too large", "415": "Unknown content type", "422": "Invalid body"}
         for code, text in errors.items():
             op["responses"][code] = {"description": text, "content": problem}
