@@ -1,4 +1,5 @@
-"""The front door: `shaozi serve` on its embedded default, then `shaozi alert send` and `show`."""
+"""The front door: `shaozi serve` on its embedded default, then `shaozi alert send` and `show`,
+and `shaozi registry import` and `export`."""
 
 from __future__ import annotations
 
@@ -40,6 +41,18 @@ def test_serve_embedded_then_send_and_show(tmp_path):
         lines = shown.stdout.splitlines()
         assert lines[0].startswith(f"alert {alert_id}  settled")
         assert any(line.split()[:2] == ["sms", "4"] for line in lines)
+
+        bad = tmp_path / "people.csv"
+        bad.write_text("姓名,编号,角色,区划代码,手机\n王芳,n1,信息员,420116001001,13812345678\n"
+                       "李四,n2,信息员,420116001001,1381234\n", encoding="utf-8")
+        refused = _shaozi("registry", "import", str(bad), env=env)
+        assert refused.returncode == 1
+        assert "people.csv line 3: phone '1381234' is not a valid number" in refused.stderr
+        bad.write_text("姓名,编号,角色,区划代码,手机\n王芳,n1,信息员,420116001001,13812345678\n", encoding="utf-8")
+        dry = _shaozi("registry", "import", str(bad), "--dry-run", env=env)
+        assert dry.returncode == 0 and "would change" in dry.stdout and "1 added" in dry.stdout, dry.stderr
+        exported = _shaozi("registry", "export", "--kind", "people", env=env)
+        assert exported.stdout.startswith("id,name,role,region,phone") and "n1," not in exported.stdout
 
         outbox = (tmp_path / "var" / "outbox" / "console.jsonl").read_text(encoding="utf-8")
         assert outbox.count("预计3小时降雨100毫米") == 4
