@@ -8,6 +8,7 @@ be reached on, in their order of preference.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import phonenumbers
 from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from config.settings import PersonRole
+from contacts.targeting import Located, Target
 
 Level = Literal["district", "street", "community"]
 GroupChannel = Literal["wecom", "dingtalk", "feishu"]
@@ -296,6 +298,21 @@ class Registry:
         return [*self.people_in(subtree), *(g for code in subtree for g in self._groups_by_region.get(code, ())),
                 *self.devices_in(subtree)]
 
+    def reach(self, target: Target) -> list[Person | Group | Device]:
+        """Who an alert reaches (see ``contacts.targeting``), each once, in a stable order: the
+        regions' recipients, then those located inside its shapes."""
+        found = self.recipients_in(target.codes)
+        if target.has_shapes:
+            seen = {r.id for r in found}
+            located = self._located
+            found += [item for item, inside in zip(located.items, located.inside(target))
+                      if inside and item.id not in seen]
+        return [r for r in found if _wanted(r, target)]
+
+    @functools.cached_property
+    def _located(self) -> Located:
+        return Located.of([*self._person_by_id.values(), *self._device_by_id.values()])
+
     def officer_phones(self, code: str) -> list[str]:
         """The phones of a region's own information officers (a group message mentions them)."""
         return [p.phone for p in self._people_by_region.get(code, ()) if p.role == "info_officer" and p.phone]
@@ -329,3 +346,14 @@ class Registry:
     @property
     def size(self) -> int:
         return sum(len(p) for p in self._people_by_region.values())
+
+
+def _wanted(recipient: Person | Group | Device, target: Target) -> bool:
+    """Whether the alert's roles and hazards let it reach a recipient. Groups and gateways speak
+    to everyone, so an alert for some roles only does not reach them."""
+    if not isinstance(recipient, Person):
+        return target.roles is None
+    if target.roles is not None and recipient.role not in target.roles:
+        return False
+    follows = {h.lower() for h in recipient.hazards}
+    return not follows or not target.hazards or bool(follows & target.hazards)

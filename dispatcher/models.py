@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from config.settings import PersonRole
+from contacts.targeting import Target, parse_circle, parse_polygon
+
 Status = Literal["Actual", "Exercise", "System", "Test", "Draft"]
 MsgType = Literal["Alert", "Update", "Cancel", "Ack", "Error"]
 Scope = Literal["Public", "Restricted", "Private"]
@@ -133,6 +136,9 @@ class Alert(CapModel):
     channels: list[ChannelName] | None = Field(
         None, description="Shaozi: send only on these channels (default: every channel a recipient has)"
     )
+    roles: list[PersonRole] | None = Field(
+        None, description="Shaozi: reach only people of these roles (and no groups or loudspeakers)"
+    )
 
     @field_validator("sent")
     @classmethod
@@ -180,6 +186,18 @@ class Alert(CapModel):
             for area in info.area:
                 codes.extend(c for c in area.region_codes() if c not in codes)
         return codes
+
+    def target(self) -> Target:
+        """Who it is for: regions, CAP polygons and circles, roles, and its hazards (categories
+        and event) for people who follow only some."""
+        areas = [a for info in self.info for a in info.area]
+        return Target(
+            codes=tuple(self.region_codes()),
+            polygons=tuple(parse_polygon(p) for a in areas for p in a.polygon),
+            circles=tuple(parse_circle(c) for a in areas for c in a.circle),
+            roles=frozenset(self.roles) if self.roles else None,
+            hazards=frozenset(h.lower() for info in self.info for h in (*info.category, info.event)),
+        )
 
     def priority(self) -> int:
         """0 (most urgent) to 3, from the most urgent info's severity and urgency."""

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from contacts import Device, Group, Person
 from contacts.store import LiveRegistry
+from contacts.targeting import Target
 from dispatcher.alerts import AlertStore
 from dispatcher.connections import TRANSIENT
 from dispatcher.escalation import Policies
@@ -180,11 +181,11 @@ class Planner:
         else:
             referenced = await self._referenced(alert_id, alert)
 
-        codes = alert.region_codes()
-        if not codes and alert.msgType == "Cancel":
-            codes = await self._codes_of(referenced)
+        target = alert.target()
+        if not (target.codes or target.has_shapes) and alert.msgType == "Cancel":
+            target = await self._target_of(referenced)  # a Cancel without an area goes where its alert went
         registry = await self.registry.refresh()
-        recipients = registry.recipients_in(codes)
+        recipients = registry.reach(target)
         parts = max(1, math.ceil(len(recipients) / self.part_size))
         if part is None and parts > 1:
             # Other planners take parts 1.. while this one plans part 0 at once.
@@ -206,7 +207,7 @@ class Planner:
                           doc["priority"])
         final = await self.book.part_planned(alert_id, k, parts, len(recipients), time.time())
         log.info("planned", alert_id=alert_id, part=k, parts=parts, recipients=len(recipients), state=final,
-                 unknown_regions=registry.unknown_codes(codes) or None)
+                 unknown_regions=registry.unknown_codes(target.codes) or None)
 
     async def _referenced(self, alert_id: str, alert: Alert) -> list[str]:
         """Ids of the earlier alerts an Update or Cancel references."""
@@ -238,10 +239,10 @@ class Planner:
         log.info("cancelled", alert_id=alert_id, by=by, ended=ended)
         return ended
 
-    async def _codes_of(self, alert_ids: list[str]) -> list[str]:
-        codes: list[str] = []
+    async def _target_of(self, alert_ids: list[str]) -> Target:
+        target = Target()
         for ref in alert_ids:
             doc = await self.store.doc(ref)
             if doc:
-                codes.extend(c for c in Alert.model_validate(doc["alert"]).region_codes() if c not in codes)
-        return codes
+                target = target.merged(Alert.model_validate(doc["alert"]).target())
+        return target
