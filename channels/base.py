@@ -111,6 +111,13 @@ class Channel:
         return [_as_outcome(o) for o in outcomes]
 
 
+def mask(address: str) -> str:
+    """An address fit for a log line or a viewer: enough to recognise, not enough to call."""
+    if len(address) <= 6:
+        return "***"
+    return f"{address[:4]}****{address[-3:]}"
+
+
 def _as_outcome(outcome: object) -> SendResult | ChannelError:
     if isinstance(outcome, (SendResult, ChannelError)):
         return outcome

@@ -13,19 +13,12 @@ from pathlib import Path
 
 import structlog
 
-from channels.base import Channel, ChannelError, Delivery, SendResult
+from channels.base import Channel, ChannelError, Delivery, SendResult, mask
 from config import ChannelLimits
 from channels.templates import ack_suffix, render_body
 
 log = structlog.get_logger("shaozi.channels.console")
 _encode = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def mask(address: str) -> str:
-    """An address fit for a log line: enough to recognise, not enough to call."""
-    if len(address) <= 6:
-        return "***"
-    return f"{address[:4]}****{address[-3:]}"
 
 
 class ConsoleChannel(Channel):

@@ -301,10 +301,10 @@ def _noun(kind: str) -> str:
 
 
 def _differs(a: BaseModel, b: BaseModel) -> bool:
-    return _plain(a) != _plain(b)
+    return plain(a) != plain(b)
 
 
-def _plain(record: BaseModel) -> dict:
+def plain(record: BaseModel) -> dict:
     return {k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in record.model_dump().items()}
 
 
@@ -316,7 +316,7 @@ def to_csv(records: Iterable[BaseModel], kind: str) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS[kind])
     for record in records:
-        data = _plain(record)
+        data = plain(record)
         writer.writerow([";".join(v) if isinstance(v, list) else ("" if v is None else v)
                          for v in (data.get(c) for c in COLUMNS[kind])])
     return out.getvalue()
@@ -326,7 +326,7 @@ def to_yaml(registry: Registry) -> str:
     """The whole registry in the shape of ``config/registry.yaml``, secrets included."""
     records = registry.records()
     doc = {"regions": registry.tree(),
-           **{kind: [{k: v for k, v in _plain(r).items() if v not in (None, [])} for r in records[kind]]
+           **{kind: [{k: v for k, v in plain(r).items() if v not in (None, [])} for r in records[kind]]
               for kind in ("people", "groups", "devices") if records[kind]}}
     return yaml.safe_dump(_drop_empty(doc), allow_unicode=True, sort_keys=False)
 

@@ -278,7 +278,7 @@ class Registry:
     def people_in(self, codes: Iterable[str], roles: Iterable[str] | None = None) -> list[Person]:
         """Everyone in the named regions and their descendants, each once, in registry order."""
         wanted_roles = set(roles) if roles else None
-        return [p for code in self._subtree(codes) for p in self._people_by_region.get(code, ())
+        return [p for code in self.subtree(codes) for p in self._people_by_region.get(code, ())
                 if wanted_roles is None or p.role in wanted_roles]
 
     def device(self, device_id: str) -> Device | None:
@@ -289,12 +289,12 @@ class Registry:
         return list(self._device_by_id.values())
 
     def devices_in(self, codes: Iterable[str]) -> list[Device]:
-        return [d for code in self._subtree(codes) for d in self._devices_by_region.get(code, ())]
+        return [d for code in self.subtree(codes) for d in self._devices_by_region.get(code, ())]
 
     def recipients_in(self, codes: Iterable[str]) -> list[Person | Group | Device]:
         """Everyone in the named regions and their descendants, then the regions' chat groups,
         then their loudspeaker gateways."""
-        subtree = self._subtree(codes)
+        subtree = self.subtree(codes)
         return [*self.people_in(subtree), *(g for code in subtree for g in self._groups_by_region.get(code, ())),
                 *self.devices_in(subtree)]
 
@@ -317,7 +317,7 @@ class Registry:
         """The phones of a region's own information officers (a group message mentions them)."""
         return [p.phone for p in self._people_by_region.get(code, ()) if p.role == "info_officer" and p.phone]
 
-    def _subtree(self, codes: Iterable[str]) -> list[str]:
+    def subtree(self, codes: Iterable[str]) -> list[str]:
         """The named regions and their descendants, each once, in tree order."""
         seen: dict[str, None] = {}
         for code in codes:

@@ -40,7 +40,16 @@ from dispatcher.models import (
     ReceiptPage,
 )
 from dispatcher.problems import Problem, problem_middleware, pydantic_errors
-from dispatcher.registry_api import export_registry, import_registry, registry_changes
+from dispatcher.registry_api import (
+    create_record,
+    delete_record,
+    export_registry,
+    get_record,
+    import_registry,
+    list_records,
+    registry_changes,
+    replace_record,
+)
 from dispatcher.receipts import Change, escalation_of, parse_receipt_id, receipt_id, receipt_view
 from dispatcher.worker import workers_alive
 
@@ -390,6 +399,8 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 ALERT_ID = "{id:[0-9a-z]{16}}"
+LISTED = "{kind:contacts|devices|groups}"  # regions are listed as a tree, GET /v1/regions
+RECORDS = "{kind:contacts|devices|groups|regions}"
 ROUTES: list[Route] = [
     Route("POST", "/v1/alerts", post_alert, "Post an alert (JSON or CAP XML)", SEND_ROLES, body=Alert,
           response=Accepted, status=202, body_media=("application/json", "application/cap+xml"),
@@ -415,6 +426,15 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/registry:export", export_registry, "The registry as YAML, or one kind as CSV (?kind=); "
           "secrets included", ("admin",), params=("kind",), media="application/yaml"),
     Route("GET", "/v1/registry/changes", registry_changes, "Who changed the registry, when, how much", ("admin",)),
+    Route("GET", f"/v1/{LISTED}", list_records, "People (contacts), gateways (devices) or chat groups, in registry "
+          "order", params=("region", "role", "cursor", "limit")),
+    Route("POST", f"/v1/{RECORDS}", create_record, "Add a person, gateway, chat group or region", ("admin",),
+          status=201),
+    Route("GET", f"/v1/{RECORDS}/{{key}}", get_record, "One person, gateway, chat group or region"),
+    Route("PUT", f"/v1/{RECORDS}/{{key}}", replace_record, "Replace (or add) one record", ("admin",),
+          responses=(("201", "Added"),)),
+    Route("DELETE", f"/v1/{RECORDS}/{{key}}", delete_record, "Remove one record that nothing refers to",
+          ("admin",), status=204, responses=(("409", "Something still refers to it"),)),
     Route("POST", "/hooks/twilio/status", twilio_status, "Twilio message status (signed by Twilio)", None,
           status=204, media="text/plain"),
     Route("POST", "/hooks/twilio/voice", twilio_voice, "A key pressed during a warning call (signed by Twilio)",

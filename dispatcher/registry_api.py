@@ -1,15 +1,22 @@
-"""The registry over HTTP: import a file (CSV or YAML, with a dry run), export it, and the log
-of changes. Every problem of a refused file comes back at once, with its file and line."""
+"""The registry over HTTP: import a file (CSV or YAML, with a dry run), export it, the log of
+changes, and its records one by one (list, get, create, replace, delete). Every problem of a
+refused file comes back at once, with its file and line; every change is checked against the
+registry it changes and written only if that registry is still the one in Redis.
+
+A viewer (or a feed) sees phone numbers masked; only an admin sees keys, secrets and webhooks."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
-from contacts.imports import COLUMNS, ImportFailed, plan, read, to_csv, to_yaml
-from contacts.store import Conflict
+from channels.base import mask
+from contacts import Registry, RegistryError
+from contacts.imports import COLUMNS, MODELS, Batch, ImportFailed, plain, plan, read, to_csv, to_yaml
+from contacts.store import Conflict, key_of
 from dispatcher.app_state import REGISTRY, ROLE
 from dispatcher.codec import dumps
-from dispatcher.problems import Problem
+from dispatcher.problems import Problem, pydantic_errors
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 FLAGS = ("1", "true", "yes")
@@ -62,3 +69,148 @@ async def registry_changes(request: web.Request) -> web.Response:
     live = request.app[REGISTRY]
     changes = await live.store.changes() if live.store is not None else []
     return web.json_response({"version": live.version, "items": changes}, dumps=dumps)
+
+
+# --- records: list, get, create, replace, delete --------------------------------------------
+
+KIND_OF_PATH = {"contacts": "people", "devices": "devices", "groups": "groups", "regions": "regions"}
+SECRET_FIELDS = ("key", "secret", "webhook")  # an admin's alone
+FULL_PHONES = ("admin", "officer")  # the others see a masked number
+
+
+def _view(record: BaseModel, role: str) -> dict:
+    data = {k: v for k, v in plain(record).items() if v is not None}
+    if role != "admin":
+        for name in SECRET_FIELDS:
+            data.pop(name, None)
+    if role not in FULL_PHONES and data.get("phone"):
+        data["phone"] = mask(data["phone"])
+    return data
+
+
+def _kind(request: web.Request) -> str:
+    return KIND_OF_PATH[request.match_info["kind"]]
+
+
+def _find(registry: Registry, kind: str, key: str) -> BaseModel:
+    for record in registry.records()[kind]:
+        if key_of(record) == key:
+            return record
+    raise Problem(404, "Not Found", f"no {request_noun(kind)} {key}")
+
+
+def request_noun(kind: str) -> str:
+    return {"people": "person", "devices": "device", "groups": "group", "regions": "region"}[kind]
+
+
+async def list_records(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    registry = await request.app[REGISTRY].refresh()
+    items = registry.records()[kind]
+    region = request.query.get("region")
+    if region is not None:
+        if registry.region(region) is None:
+            raise Problem(400, "Bad query parameter", f"region {region} is not in the registry")
+        within = set(registry.subtree([region]))
+        items = [r for r in items if (r.code if kind == "regions" else r.region) in within]
+    role = request.query.get("role")
+    if role is not None:
+        items = [r for r in items if getattr(r, "role", None) == role]
+    start = _int(request, "cursor", 0, 0, 10**9)
+    limit = _int(request, "limit", 100, 1, 1000)
+    page = items[start:start + limit]
+    more = start + limit < len(items)
+    return web.json_response({"items": [_view(r, request[ROLE]) for r in page], "total": len(items),
+                              "next": str(start + limit) if more else None}, dumps=dumps)
+
+
+async def get_record(request: web.Request) -> web.Response:
+    registry = await request.app[REGISTRY].refresh()
+    record = _find(registry, _kind(request), request.match_info["key"])
+    return web.json_response(_view(record, request[ROLE]), dumps=dumps)
+
+
+async def create_record(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    record = await _record_body(request, kind)
+    registry = await request.app[REGISTRY].refresh(now=True)
+    if any(key_of(r) == key_of(record) for r in registry.records()[kind]):
+        raise Problem(409, "Conflict", f"{request_noun(kind)} {key_of(record)} exists: PUT replaces it")
+    await _write(request, kind, record)
+    return web.json_response(_view(record, request[ROLE]), status=201, dumps=dumps)
+
+
+async def replace_record(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    record = await _record_body(request, kind, key=request.match_info["key"])
+    created = await _write(request, kind, record)
+    return web.json_response(_view(record, request[ROLE]), status=201 if created else 200, dumps=dumps)
+
+
+async def delete_record(request: web.Request) -> web.Response:
+    kind, key = _kind(request), request.match_info["key"]
+    live = request.app[REGISTRY]
+    registry = await live.refresh(now=True)
+    _find(registry, kind, key)
+    remaining = {k: [r for r in v if not (k == kind and key_of(r) == key)] for k, v in registry.records().items()}
+    try:
+        Registry.from_records(remaining["regions"], remaining["people"], remaining["groups"], remaining["devices"])
+    except RegistryError as exc:
+        raise Problem(409, "Still referenced", f"{request_noun(kind)} {key} cannot go: {exc}") from exc
+    await _store_write(request, {}, {kind: [key]}, f"delete {request_noun(kind)} {key}", live.version)
+    return web.Response(status=204)
+
+
+async def _record_body(request: web.Request, kind: str, key: str | None = None) -> BaseModel:
+    if request.content_type != "application/json":
+        raise Problem(415, "Unsupported Media Type", "send application/json")
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise Problem(400, "Malformed JSON", str(exc)) from exc
+    if not isinstance(data, dict):
+        raise Problem(422, "Invalid request", "send one record as a JSON object")
+    field = "code" if kind == "regions" else "id"
+    if key is not None:
+        if data.setdefault(field, key) != key:
+            raise Problem(422, "Invalid request", f"{field} {data[field]!r} is not the {field} in the path ({key})")
+    try:
+        return MODELS[kind].model_validate(data)
+    except ValidationError as exc:
+        errors = pydantic_errors(exc)
+        raise Problem(422, "Invalid request", "; ".join(f"{e['path']}: {e['message']}" for e in errors),
+                      errors=errors) from exc
+
+
+async def _write(request: web.Request, kind: str, record: BaseModel) -> bool:
+    """Check one record against the registry and store it; returns whether it is new."""
+    live = request.app[REGISTRY]
+    registry = await live.refresh(now=True)
+    try:
+        change = plan(registry, Batch("request", {kind: [(None, record)]}))
+    except ImportFailed as exc:
+        raise Problem(422, "Invalid request", "; ".join(p.message for p in exc.problems),
+                      errors=[{"path": request_noun(kind), "message": p.message} for p in exc.problems]) from exc
+    new = change.summary[kind]["added"] == 1
+    verb = "add" if new else "replace"
+    await _store_write(request, change.upserts, change.removals, f"{verb} {request_noun(kind)} {key_of(record)}",
+                       live.version)
+    return new
+
+
+async def _store_write(request: web.Request, upserts: dict, removals: dict, note: str, version: int) -> None:
+    live = request.app[REGISTRY]
+    try:
+        await live.store.write(upserts, removals, by=request[ROLE], note=note, expect=version)
+    except Conflict as exc:
+        raise Problem(409, "Conflict", str(exc)) from exc
+    await live.refresh(now=True)
+
+
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Problem(400, "Bad query parameter", f"{name} must be a whole number from {low} to {high}")
+    return int(raw)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from channels.base import Delivery, Message
-from channels.console import ConsoleChannel, mask
+from channels.base import mask
+from channels.console import ConsoleChannel
 
 
 async def test_outbox_lines_are_json_with_every_field(tmp_path):
