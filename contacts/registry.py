@@ -288,6 +288,16 @@ class Registry:
     def devices(self) -> list[Device]:
         return list(self._device_by_id.values())
 
+    def groups_in(self, codes: Iterable[str]) -> list[Group]:
+        return [g for code in self.subtree(codes) for g in self._groups_by_region.get(code, ())]
+
+    def regions_at(self, level: str) -> list[Region]:
+        return [r for r in self._region_by_code.values() if r.level == level]
+
+    def people_at(self, code: str) -> list[Person]:
+        """The people registered at a region itself, not below it (a street office's staff)."""
+        return list(self._people_by_region.get(code, ()))
+
     def devices_in(self, codes: Iterable[str]) -> list[Device]:
         return [d for code in self.subtree(codes) for d in self._devices_by_region.get(code, ())]
 

@@ -77,7 +77,7 @@ class AlertStore:
             doc = await self.doc(alert_id)
             # The alert's own keys first: if this stops half-way, the index still names it.
             await self.redis.unlink(*self.keys.alert_keys(alert_id), self.keys.plan_parts(alert_id),
-                                    self.keys.escalation(alert_id))
+                                    self.keys.escalation(alert_id), self.keys.drill_acks(alert_id))
             await self.redis.zrem(self.keys.escalations, alert_id)
             async with self.redis.pipeline(transaction=True) as tx:
                 if doc:

@@ -47,6 +47,7 @@ from dispatcher.registry_api import (
     get_record,
     import_registry,
     list_records,
+    registry_audit,
     registry_changes,
     replace_record,
 )
@@ -425,6 +426,8 @@ ROUTES: list[Route] = [
           body_media=("text/csv", "application/yaml"), large_body=True),
     Route("GET", "/v1/registry:export", export_registry, "The registry as YAML, or one kind as CSV (?kind=); "
           "secrets included", ("admin",), params=("kind",), media="application/yaml"),
+    Route("GET", "/v1/registry/audit", registry_audit, "Readiness: the six haves' warning points per community "
+          "and street, worst first"),
     Route("GET", "/v1/registry/changes", registry_changes, "Who changed the registry, when, how much", ("admin",)),
     Route("GET", f"/v1/{LISTED}", list_records, "People (contacts), gateways (devices) or chat groups, in registry "
           "order", params=("region", "role", "cursor", "limit")),

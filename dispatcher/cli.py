@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     exp = rsub.add_parser("export", help="write the registry as YAML, or one kind as CSV")
     exp.add_argument("--kind", choices=["people", "devices", "groups", "regions"])
     exp.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
-    for a in (imp, exp):
+    aud = rsub.add_parser("audit", help="readiness: the six haves' warning points per community, worst first")
+    for a in (imp, exp, aud):
         a.add_argument("--url", help="server URL (default SHAOZI_URL, else from SHAOZI_HOST/SHAOZI_PORT)")
         a.add_argument("--key", help="an admin API key (default SHAOZI_API_KEY, else the one under the data dir)")
 
@@ -133,11 +134,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "gateway-sim":
             return _gateway_sim(args, settings)
-        from dispatcher.client import ClientError, export_registry, import_registry, send_alert, show_alert, show_silent
+        from dispatcher.client import (
+            ClientError,
+            export_registry,
+            import_registry,
+            send_alert,
+            show_alert,
+            show_audit,
+            show_silent,
+        )
 
         url, key = _client_target(args, settings)
         try:
             if args.command == "registry":
+                if args.registry_command == "audit":
+                    print(asyncio.run(show_audit(url, key)))
+                    return 0
                 if args.registry_command == "import":
                     print(asyncio.run(import_registry(url, key, args.file, kind=args.kind, dry_run=args.dry_run,
                                                       replace=args.replace)))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
-
+import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -164,3 +164,25 @@ async def export_registry(base_url: str, key: str, kind: str | None = None) -> s
             if resp.status >= 400:
                 raise ClientError(f"{resp.status}: {text}")
             return text
+
+
+async def show_audit(base_url: str, key: str) -> str:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
+        _, data = await _request(session, "GET", f"{base_url}/v1/registry/audit")
+    return render_audit(data)
+
+
+def render_audit(data: dict) -> str:
+    """The readiness audit as a table, worst first."""
+    lines = [f"{data['ready']} of {data['total']} communities ready",
+             f"{'community':<24}{'officers':>9}{'loudspeakers':>14}{'groups':>8}  {'last drill':<17}missing"]
+    for c in data["communities"]:
+        drill = time.strftime("%Y-%m-%d %H:%M", time.localtime(c["last_drill_ack"])) if c["last_drill_ack"] else "never"
+        speakers = f"{c['loudspeakers_online']}/{c['loudspeakers']} on"
+        lines.append(f"{c['name'] + ' ' + c['code']:<24}{c['info_officers']:>9}{speakers:>14}{c['chat_groups']:>8}  "
+                     f"{drill:<17}{', '.join(c['missing']) or '-'}")
+    lines.append(f"{'street':<24}{'duty':>9}{'staff':>14}  missing")
+    for s in data["streets"]:
+        lines.append(f"{s['name'] + ' ' + s['code']:<24}{s['duty_officers']:>9}{s['staff']:>14}  "
+                     f"{', '.join(s['missing']) or '-'}")
+    return "\n".join(lines)

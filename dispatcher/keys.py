@@ -68,6 +68,10 @@ class Keys:
         line a backup's or a supervisor's message opens with"""
         return f"{self.prefix}:alert:{{{alert_id}}}:esc"
 
+    def drill_acks(self, alert_id: str) -> str:
+        """hash: region code -> when someone there last acknowledged this drill (unix s)"""
+        return f"{self.prefix}:alert:{{{alert_id}}}:drill"
+
     def alert_keys(self, alert_id: str) -> list[str]:
         return [self.alert(alert_id), self.receipts(alert_id), self.counts(alert_id)]
 

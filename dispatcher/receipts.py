@@ -262,13 +262,15 @@ settle()
 return out
 """
 
-# ARGV[1] now, ARGV[2] JSON list of [number, state, {e: error, p: provider id, retry_at, note,
-# back: 1 to hand the attempt back (it waited, it was not tried)}].
+# KEYS[4] the alert's drill acknowledgements. ARGV[1] now, ARGV[2] JSON list of [number, state,
+# {e: error, p: provider id, retry_at, note, back: 1 to hand the attempt back (it waited, it was
+# not tried)}]. An acknowledgement of a drill notes when its recipient's region last answered.
 # 'sending' again only updates the fields (a failed attempt that will be retried stays
 # 'sending'); any other repeated state is refused like a backward one. Returns 1 or 0 per
 # change: applied or refused.
 _APPLY = _LUA_COMMON + r"""
 local now = ARGV[1]
+local drill = nil
 local changes = cjson.decode(ARGV[2])
 local numbers, found = load_listed(changes)
 local out = {}
@@ -282,6 +284,13 @@ for i, change in ipairs(changes) do
     if r.s == to then r.t = now else move(r, to, now, fields.note or fields.e) end
     save(r)
     ok = 1
+    if to == 'acknowledged' then
+      if drill == nil then drill = redis.call('HGET', alert_key, 'status') == 'Exercise' end
+      if drill then
+        local region = match(r.rest, '^[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t([^\t\n]*)')
+        if region and region ~= '' then redis.call('HSET', KEYS[4], region, now) end
+      end
+    end
   end
   out[#out + 1] = ok
 end
@@ -428,7 +437,7 @@ class ReceiptBook:
 
     async def apply(self, alert_id: str, changes: Sequence[Change], now: float) -> list[bool]:
         rows = [[c.number, c.state, c.fields or {}] for c in changes]
-        out = await self._apply(self.keys.alert_keys(alert_id), [now, dumps(rows)])
+        out = await self._apply([*self.keys.alert_keys(alert_id), self.keys.drill_acks(alert_id)], [now, dumps(rows)])
         return [bool(x) for x in out]
 
     async def sweep(self, alert_id: str, state: str, note: str, first: int, last: int, now: float) -> int:

@@ -14,7 +14,8 @@ from channels.base import mask
 from contacts import Registry, RegistryError
 from contacts.imports import COLUMNS, MODELS, Batch, ImportFailed, plain, plan, read, to_csv, to_yaml
 from contacts.store import Conflict, key_of
-from dispatcher.app_state import REGISTRY, ROLE
+from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE
+from dispatcher.audit import readiness
 from dispatcher.codec import dumps
 from dispatcher.problems import Problem, pydantic_errors
 
@@ -214,3 +215,8 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise Problem(400, "Bad query parameter", f"{name} must be a whole number from {low} to {high}")
     return int(raw)
+
+
+async def registry_audit(request: web.Request) -> web.Response:
+    registry = await request.app[REGISTRY].refresh()
+    return web.json_response(await readiness(registry, request.app[REDIS], request.app[KEYS]), dumps=dumps)

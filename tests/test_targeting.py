@@ -38,7 +38,7 @@ def registry() -> Registry:
     ]
     devices = [Device(id="gw-in", name="大喇叭", region=C2, lat=30.07, lon=114.05, key="k"),
                Device(id="gw-out", name="大喇叭", region=C2, lat=30.2, lon=114.05, key="k")]
-    groups = [Group(id="g-c1", name="群", region=C1, channel="wecom", webhook="https://example.org/hook?key=1")]
+    groups = [Group(id="g-c1", name="群", region=C1, channel="wecom", webhook="http://127.0.0.1:9/hook?key=1")]
     return Registry(REGIONS, people, groups, devices)
 
 
