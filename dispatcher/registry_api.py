@@ -121,14 +121,30 @@ async def list_records(request: web.Request) -> web.Response:
     limit = _int(request, "limit", 100, 1, 1000)
     page = items[start:start + limit]
     more = start + limit < len(items)
-    return web.json_response({"items": [_view(r, request[ROLE]) for r in page], "total": len(items),
-                              "next": str(start + limit) if more else None}, dumps=dumps)
+    views = [_view(r, request[ROLE]) for r in page]
+    if kind == "devices":
+        await _with_presence(request, views)
+    return web.json_response({"items": views, "total": len(items), "next": str(start + limit) if more else None},
+                             dumps=dumps)
 
 
 async def get_record(request: web.Request) -> web.Response:
     registry = await request.app[REGISTRY].refresh()
-    record = _find(registry, _kind(request), request.match_info["key"])
-    return web.json_response(_view(record, request[ROLE]), dumps=dumps)
+    view = _view(_find(registry, _kind(request), request.match_info["key"]), request[ROLE])
+    if _kind(request) == "devices":
+        await _with_presence(request, [view])
+    return web.json_response(view, dumps=dumps)
+
+
+async def _with_presence(request: web.Request, devices: list[dict]) -> None:
+    """Each gateway's online or offline state and since when, as it last reported."""
+    if not devices:
+        return
+    said = await request.app[REDIS].hmget(request.app[KEYS].gateways, [d["id"] for d in devices])
+    for device, value in zip(devices, said):
+        state, _, since = (value.decode() if value else "unknown\t").partition("\t")
+        device["status"] = state
+        device["status_at"] = float(since) if since else None
 
 
 async def create_record(request: web.Request) -> web.Response:

@@ -39,6 +39,9 @@ async def test_the_audit_names_what_each_community_and_street_lacks_worst_first(
         assert status == 200
 
         status, audit = await h.request("GET", "/v1/registry/audit", role="viewer")
+        _, devices = await h.request("GET", "/v1/devices", role="viewer")
+    assert [(d["id"], d["status"]) for d in devices["items"]] == [("gw1", "online"), ("gw2", "offline")]
+    assert all(d["status_at"] for d in devices["items"]) and not any("key" in d for d in devices["items"])
     assert status == 200 and (audit["ready"], audit["total"]) == (1, 2)
     worst, ready = audit["communities"]
     assert worst["code"] == C2 and worst["missing"] == [
