@@ -23,7 +23,7 @@ from contacts.registry import Device, Group, Person, RegionRecord, Registry, Reg
 from contacts.store import key_of
 
 COLUMNS: dict[str, list[str]] = {
-    "regions": ["code", "name", "level", "parent", "lat", "lon"],
+    "regions": ["code", "name", "level", "parent", "lat", "lon", "boundary"],
     "people": ["id", "name", "role", "region", "phone", "channels", "hazards", "backup", "supervisor", "lat", "lon",
                "telegram_chat_id"],
     "groups": ["id", "name", "region", "channel", "webhook", "secret"],
@@ -39,7 +39,7 @@ HEADERS = {  # Chinese column names a spreadsheet may use
     "AB角": "backup", "备岗人": "backup", "备份人": "backup", "上级": "supervisor", "主管": "supervisor",
     "纬度": "lat", "经度": "lon", "密钥": "key", "设备密钥": "key", "机器人地址": "webhook", "webhook地址": "webhook",
     "签名密钥": "secret", "加签密钥": "secret", "应用": "channel", "平台": "channel",
-    "代码": "code", "层级": "level", "级别": "level", "上级区划": "parent", "上级代码": "parent",
+    "代码": "code", "层级": "level", "级别": "level", "上级区划": "parent", "上级代码": "parent", "边界": "boundary",
 }
 VALUES = {  # Chinese cell values
     "role": {"信息员": "info_officer", "灾害信息员": "info_officer", "安全员": "safety_officer",

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 import phonenumbers
-from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from config.settings import PersonRole
-from contacts.targeting import Located, Target
+from contacts.targeting import POLYGON, Located, Target
 
 Level = Literal["district", "street", "community"]
 GroupChannel = Literal["wecom", "dingtalk", "feishu"]
@@ -37,12 +38,22 @@ def e164(phone: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def _cap_polygon(value: str | None) -> str | None:
+    if value is not None and not re.match(POLYGON, value.strip()):
+        raise ValueError(f"boundary {value[:40]!r} is not a CAP polygon (lat,lon pairs, the first repeated last)")
+    return value.strip() if value else None
+
+
+Boundary = Annotated[str | None, AfterValidator(_cap_polygon)]
+
+
 class Region(BaseModel):
     code: str = Field(pattern=r"^\d{6,12}$")
     name: str = Field(min_length=1)
     level: Level
     lat: float | None = Field(None, ge=-90, le=90, description="centre point")
     lon: float | None = Field(None, ge=-180, le=180)
+    boundary: Boundary = Field(None, description="CAP polygon: lat,lon pairs, the first repeated last")
     children: list[Region] = Field(default_factory=list)
 
     def walk(self) -> Iterator[Region]:
@@ -60,6 +71,7 @@ class RegionRecord(BaseModel):
     parent: str | None = None
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
+    boundary: Boundary = None
 
 
 def flatten(roots: Iterable[Region]) -> list[RegionRecord]:
@@ -67,7 +79,7 @@ def flatten(roots: Iterable[Region]) -> list[RegionRecord]:
 
     def visit(region: Region, parent: str | None) -> None:
         out.append(RegionRecord(code=region.code, name=region.name, level=region.level, parent=parent,
-                                lat=region.lat, lon=region.lon))
+                                lat=region.lat, lon=region.lon, boundary=region.boundary))
         for child in region.children:
             visit(child, region.code)
 
@@ -79,7 +91,8 @@ def flatten(roots: Iterable[Region]) -> list[RegionRecord]:
 def nest(records: Iterable[RegionRecord]) -> list[Region]:
     """The tree of flat region records; a parent that is not among them is an error."""
     records = list(records)
-    nodes = {r.code: Region(code=r.code, name=r.name, level=r.level, lat=r.lat, lon=r.lon) for r in records}
+    nodes = {r.code: Region(code=r.code, name=r.name, level=r.level, lat=r.lat, lon=r.lon, boundary=r.boundary)
+             for r in records}
     roots = []
     for r in records:
         if r.parent is None:

@@ -17,6 +17,8 @@ import shapely
 from shapely.geometry import Polygon
 
 EARTH_RADIUS_KM = 6371.0088
+POINT = r"-?\d+(\.\d+)?,-?\d+(\.\d+)?"
+POLYGON = rf"^{POINT}(\s+{POINT}){{3,}}$"  # CAP: four or more points, the first repeated last
 
 
 @dataclass(frozen=True)

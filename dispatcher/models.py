@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from config.settings import PersonRole
-from contacts.targeting import Target, parse_circle, parse_polygon
+from contacts.targeting import POINT, POLYGON, Target, parse_circle, parse_polygon
 
 Status = Literal["Actual", "Exercise", "System", "Test", "Draft"]
 MsgType = Literal["Alert", "Update", "Cancel", "Ack", "Error"]
@@ -62,12 +62,11 @@ class NamedValue(CapModel):
     value: str
 
 
-POINT = r"-?\d+(\.\d+)?,-?\d+(\.\d+)?"
 
 
 class Area(CapModel):
     areaDesc: str = Field(min_length=1)
-    polygon: Annotated[list[Annotated[str, Field(pattern=rf"^{POINT}(\s+{POINT}){{3,}}$")]], Many] = Field(default_factory=list)
+    polygon: Annotated[list[Annotated[str, Field(pattern=POLYGON)]], Many] = Field(default_factory=list)
     circle: Annotated[list[Annotated[str, Field(pattern=rf"^{POINT}\s+\d+(\.\d+)?$")]], Many] = Field(default_factory=list)
     geocode: Annotated[list[NamedValue], Many] = Field(default_factory=list)
     altitude: float | None = None

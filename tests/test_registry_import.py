@@ -89,8 +89,9 @@ async def test_a_hundred_thousand_people_in_one_file(settings, redis):
 
 
 async def test_renamed_and_moved_regions_keep_everyone_reachable(harness):
-    # 什仔铺社区 is renamed, and moves from 六指街道 to 长轩岭街道.
-    regions = "code,name,level,parent\n420116001001,什仔铺新区,community,420116002000\n"
+    # 什仔铺社区 is renamed, moves from 六指街道 to 长轩岭街道, and gets its boundary drawn.
+    boundary = "30.80,114.30 30.80,114.40 30.90,114.40 30.90,114.30 30.80,114.30"
+    regions = f'code,name,level,parent,boundary\n420116001001,什仔铺新区,community,420116002000,"{boundary}"\n'
     status, result = await _import(harness, regions.encode())
     assert status == 200 and result["changes"]["regions"]["changed"] == 1
     harness.start_worker()
@@ -103,3 +104,5 @@ async def test_renamed_and_moved_regions_keep_everyone_reachable(harness):
     _, tree = await harness.request("GET", "/v1/regions")
     street = next(c for c in tree["items"][0]["children"] if c["code"] == "420116002000")
     assert "什仔铺新区" in [c["name"] for c in street["children"]]
+    _, region = await harness.request("GET", "/v1/regions/420116001001")
+    assert region["parent"] == "420116002000" and region["boundary"] == boundary
