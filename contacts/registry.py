@@ -107,11 +107,17 @@ def nest(records: Iterable[RegionRecord]) -> list[Region]:
     return roots
 
 
-class Person(BaseModel):
+class Recipient(BaseModel):
+    """What people, chat groups and gateways have in common: an id (one namespace for all
+    three), a name and the region they belong to."""
+
     id: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1)
-    role: PersonRole
     region: str
+
+
+class Person(Recipient):
+    role: PersonRole
     phone: str | None = None
     channels: list[str] = Field(default_factory=lambda: ["sms"])
     telegram_chat_id: str | None = None
@@ -139,12 +145,9 @@ class Person(BaseModel):
         return None
 
 
-class Group(BaseModel):
+class Group(Recipient):
     """A community's or street's chat group, reached through its app's group robot."""
 
-    id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1)
-    region: str
     channel: GroupChannel
     webhook: str = Field(pattern=r"^https?://\S+$", repr=False,  # it holds the robot's key: kept out of logs
                          description="the robot's URL, with its key or token")
@@ -159,12 +162,10 @@ class Group(BaseModel):
         return self.id if channel == self.channel else None
 
 
-class Device(BaseModel):
+class Device(Recipient):
     """A loudspeaker or emergency-broadcast gateway, reached over MQTT with commands signed with its key."""
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")  # it is a topic level
-    name: str = Field(min_length=1)
-    region: str
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     key: SecretStr = Field(description="HMAC-SHA256 key the gateway checks each command with")
