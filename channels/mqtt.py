@@ -1,7 +1,7 @@
 """Loudspeaker and broadcast gateways over MQTT (``channels.gateway_contract``).
 
-One long-lived connection per process: QoS 1, a persistent session under a client id of the
-worker's own, and the reconnect loop aiomqtt's documentation recommends. A command is signed
+One long-lived connection per process: QoS 1, a persistent session under the worker's name
+(when it has a stable one), and the reconnect loop aiomqtt's documentation recommends. A command is signed
 with the device's key and published; the gateway's own acknowledgements (``received``,
 ``played``, ``failed``) come back on the ack topics and are handed to ``on_message``, which
 moves the receipts. Until one does, the receipt stays ``sending``, and the sender publishes
@@ -60,6 +60,7 @@ class MqttChannel(Channel):
         ack_timeout_s: float = 30.0,
         max_inflight: int = 10,
         offline_recheck_s: float = 5.0,
+        persistent: bool = True,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -68,6 +69,9 @@ class MqttChannel(Channel):
         self.ack_timeout_s = ack_timeout_s
         self.max_inflight = max_inflight
         self.offline_recheck_s = offline_recheck_s
+        # A persistent session only under a name that comes back: a session per process id would
+        # be kept by the broker, and fed every acknowledgement, long after its process is gone.
+        self.persistent = persistent
         self.on_message: OnMessage | None = None
         self.presence: dict[str, str] = {}  # device id -> online | offline, as last announced
         self._settings = client_settings(url)
@@ -98,7 +102,7 @@ class MqttChannel(Channel):
         while True:
             try:
                 async with aiomqtt.Client(
-                    **self._settings, identifier=self.client_id, clean_session=False,
+                    **self._settings, identifier=self.client_id, clean_session=not self.persistent,
                     protocol=aiomqtt.ProtocolVersion.V311, max_inflight_messages=self.max_inflight, timeout=10,
                 ) as client:
                     await client.subscribe([(f"{self.prefix}/gw/+/ack", 1), (f"{self.prefix}/gw/+/status", 1)])

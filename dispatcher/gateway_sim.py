@@ -46,6 +46,7 @@ class Gateway:
     pending_acks: list[bytes] = field(default_factory=list)
     _client: aiomqtt.Client | None = None
     _flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _handling: set[asyncio.Task] = field(default_factory=set)  # held, so they are not collected mid-way
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve commands until ``stop`` is set, reconnecting when the broker goes away."""
@@ -78,7 +79,9 @@ class Gateway:
     async def _serve(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             # Handled aside, so that a warning being played never holds up the next command.
-            asyncio.create_task(self.handle(message.payload))
+            task = asyncio.create_task(self.handle(message.payload))
+            self._handling.add(task)
+            task.add_done_callback(self._handling.discard)
 
     async def handle(self, payload: object) -> None:
         try:
