@@ -147,6 +147,7 @@ class LiveRegistry:
         self.version = version
         self.every_s = every_s
         self._checked = time.monotonic()
+        self._loading = asyncio.Lock()  # planners, escalation and the API share one
 
     @classmethod
     async def open(cls, store: RegistryStore, seed: Callable[[], Registry], *, note: str = "seeded") -> LiveRegistry:
@@ -161,8 +162,9 @@ class LiveRegistry:
         """The registry, reloaded first if its version has moved (``now``: look at once)."""
         if self.store is not None and (now or time.monotonic() - self._checked >= self.every_s):
             self._checked = time.monotonic()
-            if await self.store.version() != self.version:
-                loaded = await self.store.load()
-                if loaded is not None:
-                    self.current, self.version = loaded
+            async with self._loading:
+                if await self.store.version() != self.version:
+                    loaded = await self.store.load()
+                    if loaded is not None:
+                        self.current, self.version = loaded
         return self.current

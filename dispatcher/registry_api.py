@@ -94,10 +94,13 @@ def _kind(request: web.Request) -> str:
 
 
 def _find(registry: Registry, kind: str, key: str) -> BaseModel:
-    for record in registry.records()[kind]:
-        if key_of(record) == key:
-            return record
-    raise Problem(404, "Not Found", f"no {request_noun(kind)} {key}")
+    if kind == "regions":
+        record = next((r for r in registry.records()["regions"] if r.code == key), None)
+    else:
+        record = {"people": registry.person, "devices": registry.device, "groups": registry.group}[kind](key)
+    if record is None:
+        raise Problem(404, "Not Found", f"no {request_noun(kind)} {key}")
+    return record
 
 
 def request_noun(kind: str) -> str:
@@ -151,7 +154,11 @@ async def create_record(request: web.Request) -> web.Response:
     kind = _kind(request)
     record = await _record_body(request, kind)
     registry = await request.app[REGISTRY].refresh(now=True)
-    if any(key_of(r) == key_of(record) for r in registry.records()[kind]):
+    try:
+        _find(registry, kind, key_of(record))
+    except Problem:
+        pass
+    else:
         raise Problem(409, "Conflict", f"{request_noun(kind)} {key_of(record)} exists: PUT replaces it")
     await _write(request, kind, record)
     return web.json_response(_view(record, request[ROLE]), status=201, dumps=dumps)
