@@ -333,6 +333,17 @@ class Registry:
                       if inside and item.id not in seen]
         return [r for r in found if _wanted(r, target)]
 
+    def reaches_anyone(self, target: Target) -> bool:
+        """Whether an alert reaches anyone at all: ``reach`` without building the whole list."""
+        for code in self.subtree(target.codes):
+            for kind in (self._people_by_region, self._groups_by_region, self._devices_by_region):
+                if any(_wanted(r, target) for r in kind.get(code, ())):
+                    return True
+        if target.has_shapes:
+            located = self._located
+            return any(_wanted(item, target) for item, inside in zip(located.items, located.inside(target)) if inside)
+        return False
+
     @functools.cached_property
     def _located(self) -> Located:
         return Located.of([*self._person_by_id.values(), *self._device_by_id.values()])

@@ -168,7 +168,7 @@ async def post_alert(request: web.Request) -> web.Response:
     metrics.ALERTS_ACCEPTED.labels(fmt).inc()
     # A Cancel that names no area goes to the area of what it cancels.
     target = alert.target()
-    if (target.codes or target.has_shapes or alert.msgType != "Cancel") and not registry.reach(target):
+    if (target.codes or target.has_shapes or alert.msgType != "Cancel") and not registry.reaches_anyone(target):
         answer["recipients_hint"] = "its area reaches nobody in the registry: nothing will be sent"
     log.info("alert accepted", alert_id=alert_id, format=fmt, priority=alert.priority(), msg_type=alert.msgType)
     return _json(answer, 202, {"Location": url})

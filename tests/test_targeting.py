@@ -49,6 +49,10 @@ def _ids(found) -> set[str]:
 def test_a_polygon_reaches_exactly_who_is_inside_the_edge_included(registry):
     target = Target(polygons=(parse_polygon(SQUARE),), hazards=frozenset({"met", "暴雨"}))
     assert _ids(registry.reach(target)) == {"inside", "on-edge", "on-corner", "gw-in"}
+    assert registry.reaches_anyone(target)
+    far = "10.0,10.0 10.0,10.1 10.1,10.1 10.0,10.0"
+    assert not registry.reaches_anyone(Target(polygons=(parse_polygon(far),)))
+    assert not registry.reaches_anyone(Target(codes=("420116009000",)))  # not a region of the registry
 
 
 def test_a_circle_reaches_exactly_who_is_within_its_radius(registry):
