@@ -81,7 +81,8 @@ def build_channels(settings: Settings, live: LiveRegistry | None = None, *,
                 channels["mqtt"] = MqttChannel(
                     settings.mqtt_url, settings.mqtt_prefix, f"shaozi-{settings.process_name()}", device_keys(live),
                     ack_timeout_s=settings.mqtt_ack_timeout_s, max_inflight=settings.mqtt_max_inflight,
-                    offline_recheck_s=settings.mqtt_offline_recheck_s, persistent=settings.worker_name is not None)
+                    offline_recheck_s=settings.mqtt_offline_recheck_s, persistent=settings.worker_name is not None,
+                    ca_file=settings.mqtt_ca_file)
             else:
                 log.warning("the registry has loudspeaker gateways but no MQTT broker is set (SHAOZI_MQTT_URL)")
     return channels

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -30,8 +31,9 @@ RECONNECT_S = 1.0
 CONNECT_WAIT_S = 5.0  # how long a send waits for a connection before it is retried later
 
 
-def client_settings(url: str) -> dict:
-    """aiomqtt.Client arguments from ``mqtt[s]://user:pass@host:port``."""
+def client_settings(url: str, ca_file: str | Path | None = None) -> dict:
+    """aiomqtt.Client arguments from ``mqtt[s]://user:pass@host:port`` (``mqtts`` verifies the
+    broker's certificate against ``ca_file``, else the system's CAs)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
         raise ValueError(f"not an MQTT URL: {parts.scheme}://{parts.hostname or ''} (mqtt://host:1883 or mqtts://…)")
@@ -41,7 +43,7 @@ def client_settings(url: str) -> dict:
         "port": parts.port or (8883 if tls else 1883),
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
-        "tls_context": ssl.create_default_context() if tls else None,
+        "tls_context": ssl.create_default_context(cafile=ca_file) if tls else None,
     }
 
 
@@ -61,6 +63,7 @@ class MqttChannel(Channel):
         max_inflight: int = 10,
         offline_recheck_s: float = 5.0,
         persistent: bool = True,
+        ca_file: str | Path | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -74,7 +77,7 @@ class MqttChannel(Channel):
         self.persistent = persistent
         self.on_message: OnMessage | None = None
         self.presence: dict[str, str] = {}  # device id -> online | offline, as last announced
-        self._settings = client_settings(url)
+        self._settings = client_settings(url, ca_file)
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._inflight = asyncio.Semaphore(max_inflight)

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     mqtt_url: str | None = Field(None, description="mqtt[s]://[user:pass@]host[:port]; unset starts an embedded "
                                                     "broker when the registry has gateways")
     mqtt_prefix: str = Field("shaozi", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    mqtt_ca_file: Path | None = Field(None, description="CA certificates to verify an mqtts broker with "
+                                                        "(a private CA); unset: the system's")
     mqtt_ack_timeout_s: float = Field(30.0, gt=0, description="a command no gateway has said 'received' to "
                                                               "within this is sent again")
     mqtt_max_inflight: int = Field(10, ge=1, description="QoS 1 publishes awaiting the broker, per worker")

@@ -198,7 +198,7 @@ def _gateway_sim(args: argparse.Namespace, settings: Settings) -> int:
     if speak:
         speak.mkdir(parents=True, exist_ok=True)
     gateways = [Gateway(d.id, d.key.get_secret_value(), url, settings.mqtt_prefix, play_s=args.play_s,
-                        drop_acks=args.drop_acks, speak_dir=speak) for d in devices]
+                        drop_acks=args.drop_acks, speak_dir=speak, ca_file=settings.mqtt_ca_file) for d in devices]
     print(f"{len(gateways)} simulated gateways on {url} (prefix {settings.mqtt_prefix}); Ctrl-C stops them",
           flush=True)
     started = time.time()

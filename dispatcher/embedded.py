@@ -137,6 +137,10 @@ class EmbeddedMosquitto(ChildServer):
     name = "mosquitto"
     log_name = "mosquitto.log"
 
+    def __init__(self, data_dir: Path, port: int | None = None, *, listener: str = "") -> None:
+        super().__init__(data_dir, port)
+        self.listener = listener  # further settings of its listener (TLS, passwords), as mosquitto.conf lines
+
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
@@ -147,16 +151,17 @@ class EmbeddedMosquitto(ChildServer):
         if binary is None:
             raise EmbeddedError("no MQTT broker: install Mosquitto, or set SHAOZI_MQTT_URL to a broker")
         config = self.dir / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"  # bound to 127.0.0.1 only
-            "persistence true\n"
-            f"persistence_location {self.dir}/\n"
-            "autosave_interval 5\n"
-            f"log_dest file {self.dir / self.log_name}\n"
-            # run as whoever started it, so the data dir stays theirs
-            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""),
-            encoding="utf-8")
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            self.listener or "allow_anonymous true",  # bound to 127.0.0.1 alone
+            "persistence true",
+            f"persistence_location {self.dir}/",
+            "autosave_interval 5",
+            f"log_dest file {self.dir / self.log_name}",
+        ]
+        if os.geteuid() == 0:
+            lines.append(f"user {getpass.getuser()}")  # run as whoever started it: the data dir stays theirs
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return [binary, "-c", str(config)]
 
     def start(self, timeout_s: float = 15.0) -> str:

@@ -36,6 +36,7 @@ class Gateway:
     play_s: float = 0.2
     drop_acks: float = 0.0  # the share of acknowledgements not sent (a flaky link)
     speak_dir: Path | None = None
+    ca_file: Path | None = None  # for an mqtts broker with a private CA
     seen_nonces: set[str] = field(default_factory=set)
     played: list[str] = field(default_factory=list)  # delivery ids, in the order played
     accepted: list[dict] = field(default_factory=list)  # the commands taken, as received
@@ -53,7 +54,7 @@ class Gateway:
         will = aiomqtt.Will(status_topic(self.prefix, self.device_id), b"offline", qos=1, retain=True)
         while not stop.is_set():
             try:
-                async with aiomqtt.Client(**client_settings(self.url), identifier=f"gw-{self.device_id}",
+                async with aiomqtt.Client(**client_settings(self.url, self.ca_file), identifier=f"gw-{self.device_id}",
                                           clean_session=False, will=will, timeout=10) as client:
                     await client.subscribe(cmd_topic(self.prefix, self.device_id), qos=1)
                     await client.publish(status_topic(self.prefix, self.device_id), b"online", qos=1, retain=True)

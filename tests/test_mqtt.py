@@ -9,6 +9,7 @@ import contextlib
 import json
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -90,7 +91,7 @@ async def _forget(gateways: list[Gateway]) -> None:
     """Clear the retained statuses the gateways left, so the broker keeps nothing of the test's."""
     if not gateways:
         return
-    async with aiomqtt.Client(**client_settings(gateways[0].url)) as client:
+    async with aiomqtt.Client(**client_settings(gateways[0].url, gateways[0].ca_file)) as client:
         for g in gateways:
             await client.publish(status_topic(g.prefix, g.device_id), b"", qos=1, retain=True)
 
@@ -285,3 +286,47 @@ async def test_the_simulator_goes_offline_and_back_for_a_drill(settings, broker_
         await sim
     await _forget([gateway])
     assert seen == ["online", "offline", "online"]
+
+
+def _tls_files(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """A CA, a certificate for 127.0.0.1 signed by it, and a password file (user shaozi)."""
+    def run(*args: str) -> None:
+        subprocess.run(args, cwd=tmp_path, check=True, capture_output=True)
+
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "1", "-subj", "/CN=shaozi-test-ca")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (tmp_path / "san").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "1", "-extfile", "san")
+    run("mosquitto_passwd", "-c", "-b", "passwd", "shaozi", "s3cret")
+    return tmp_path / "ca.crt", tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "passwd"
+
+
+async def test_tls_and_a_password_protect_the_broker(settings, redis, tmp_path):
+    if not all(shutil.which(t) for t in ("openssl", "mosquitto_passwd")) or \
+            not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.skip("needs openssl and Mosquitto")
+    ca, cert, key, passwd = _tls_files(tmp_path)
+    broker = EmbeddedMosquitto(tmp_path / "mqtt", listener="\n".join([
+        f"cafile {ca}", f"certfile {cert}", f"keyfile {key}", "allow_anonymous false", f"password_file {passwd}"]))
+    port = broker.start().rsplit(":", 1)[1]
+    url = f"mqtts://shaozi:s3cret@127.0.0.1:{port}"
+    try:
+        with pytest.raises(aiomqtt.MqttError):  # a wrong password
+            async with aiomqtt.Client(**client_settings(f"mqtts://shaozi:guess@127.0.0.1:{port}", ca)):
+                pass
+        with pytest.raises(aiomqtt.MqttError):  # a broker whose certificate the system's CAs do not vouch for
+            async with aiomqtt.Client(**client_settings(url)):
+                pass
+        registry = _registry(settings.redis_prefix, 2)
+        gateways = _gateways(registry, url, settings.redis_prefix, ca_file=ca)
+        tls_settings = _settings(settings, url).model_copy(update={"mqtt_ca_file": ca})
+        async with running(gateways), Harness(tls_settings, redis, registry) as h:
+            h.start_worker()
+            _, accepted = await h.post_alert(alert_json([C1], severity="Extreme"))
+            receipts = await _until_ended(h, accepted["id"], 2)
+    finally:
+        broker.stop()
+    assert {r["state"] for r in receipts.values()} == {"acknowledged"}
