@@ -102,6 +102,7 @@ class MqttChannel(Channel):
 
     async def _run(self) -> None:
         """Connect, subscribe and read, reconnecting for as long as the process runs."""
+        said_down = False  # one warning per outage, not one a second
         while True:
             try:
                 async with aiomqtt.Client(
@@ -111,13 +112,16 @@ class MqttChannel(Channel):
                     await client.subscribe([(f"{self.prefix}/gw/+/ack", 1), (f"{self.prefix}/gw/+/status", 1)])
                     self._client = client
                     self._connected.set()
+                    said_down = False
                     log.info("mqtt connected", broker=f"{self._settings['hostname']}:{self._settings['port']}",
                              client_id=self.client_id)
                     async for message in client.messages:
                         await self._dispatch(str(message.topic), message.payload)
             except aiomqtt.MqttError as exc:
-                if self._connected.is_set():
-                    log.warning("mqtt connection lost; reconnecting", error=str(exc))
+                if not said_down:
+                    log.warning("mqtt broker unreachable; reconnecting every second", error=str(exc),
+                                broker=f"{self._settings['hostname']}:{self._settings['port']}")
+                    said_down = True
             finally:
                 self._client = None
                 self._connected.clear()
