@@ -247,7 +247,7 @@ def plan(current: Registry, batch: Batch, *, replace: bool = False) -> Plan:
         for line, record in records:
             key = key_of(record)
             if (kind, key) in first_line:
-                problems.append(Problem(file, line, f"{_noun(kind)} {key} appears twice (first on line "
+                problems.append(Problem(file, line, f"{noun(kind)} {key} appears twice (first on line "
                                                     f"{first_line[(kind, key)]})"))
                 continue
             first_line[(kind, key)] = line
@@ -259,7 +259,7 @@ def plan(current: Registry, batch: Batch, *, replace: bool = False) -> Plan:
         for key in merged[kind]:
             if key in taken:
                 line = first_line.get((kind, key)) or first_line.get((taken[key], key))
-                problems.append(Problem(file, line, f"id {key} is both a {_noun(taken[key])} and a {_noun(kind)}"))
+                problems.append(Problem(file, line, f"id {key} is both a {noun(taken[key])} and a {noun(kind)}"))
             taken.setdefault(key, kind)
     for (kind, key), line in first_line.items():
         record = merged[kind][key]
@@ -296,7 +296,7 @@ def plan(current: Registry, batch: Batch, *, replace: bool = False) -> Plan:
     return Plan(registry, upserts, removals, summary)
 
 
-def _noun(kind: str) -> str:
+def noun(kind: str) -> str:
     return {"people": "person", "regions": "region", "groups": "group", "devices": "device"}[kind]
 
 

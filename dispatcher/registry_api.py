@@ -7,12 +7,14 @@ A viewer (or a feed) sees phone numbers masked; only an admin sees keys, secrets
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from channels.base import mask
 from contacts import Registry, RegistryError
-from contacts.imports import COLUMNS, MODELS, Batch, ImportFailed, plain, plan, read, to_csv, to_yaml
+from contacts.imports import COLUMNS, MODELS, Batch, ImportFailed, noun, plain, plan, read, to_csv, to_yaml
 from contacts.store import Conflict, key_of
 from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE
 from dispatcher.audit import readiness
@@ -38,8 +40,10 @@ async def import_registry(request: web.Request) -> web.Response:
     replace = request.query.get("replace", "").lower() in FLAGS
     registry = await live.refresh(now=True)
     version = live.version
+    data = await request.read()
     try:
-        change = plan(registry, read(await request.read(), file, kind), replace=replace)
+        # A large file takes seconds to check: in a thread, so that intake goes on meanwhile.
+        change = await asyncio.to_thread(lambda: plan(registry, read(data, file, kind), replace=replace))
     except ImportFailed as exc:
         raise Problem(422, "Invalid registry file", f"{len(exc.problems)} problem(s); nothing was written",
                       errors=[{"file": p.file, "line": p.line, "message": p.message} for p in exc.problems]) from exc
@@ -99,12 +103,8 @@ def _find(registry: Registry, kind: str, key: str) -> BaseModel:
     else:
         record = {"people": registry.person, "devices": registry.device, "groups": registry.group}[kind](key)
     if record is None:
-        raise Problem(404, "Not Found", f"no {request_noun(kind)} {key}")
+        raise Problem(404, "Not Found", f"no {noun(kind)} {key}")
     return record
-
-
-def request_noun(kind: str) -> str:
-    return {"people": "person", "devices": "device", "groups": "group", "regions": "region"}[kind]
 
 
 async def list_records(request: web.Request) -> web.Response:
@@ -159,7 +159,7 @@ async def create_record(request: web.Request) -> web.Response:
     except Problem:
         pass
     else:
-        raise Problem(409, "Conflict", f"{request_noun(kind)} {key_of(record)} exists: PUT replaces it")
+        raise Problem(409, "Conflict", f"{noun(kind)} {key_of(record)} exists: PUT replaces it")
     await _write(request, kind, record)
     return web.json_response(_view(record, request[ROLE]), status=201, dumps=dumps)
 
@@ -180,8 +180,8 @@ async def delete_record(request: web.Request) -> web.Response:
     try:
         Registry.from_records(remaining["regions"], remaining["people"], remaining["groups"], remaining["devices"])
     except RegistryError as exc:
-        raise Problem(409, "Still referenced", f"{request_noun(kind)} {key} cannot go: {exc}") from exc
-    await _store_write(request, {}, {kind: [key]}, f"delete {request_noun(kind)} {key}", live.version)
+        raise Problem(409, "Still referenced", f"{noun(kind)} {key} cannot go: {exc}") from exc
+    await _store_write(request, {}, {kind: [key]}, f"delete {noun(kind)} {key}", live.version)
     return web.Response(status=204)
 
 
@@ -214,10 +214,10 @@ async def _write(request: web.Request, kind: str, record: BaseModel) -> bool:
         change = plan(registry, Batch("request", {kind: [(None, record)]}))
     except ImportFailed as exc:
         raise Problem(422, "Invalid request", "; ".join(p.message for p in exc.problems),
-                      errors=[{"path": request_noun(kind), "message": p.message} for p in exc.problems]) from exc
+                      errors=[{"path": noun(kind), "message": p.message} for p in exc.problems]) from exc
     new = change.summary[kind]["added"] == 1
     verb = "add" if new else "replace"
-    await _store_write(request, change.upserts, change.removals, f"{verb} {request_noun(kind)} {key_of(record)}",
+    await _store_write(request, change.upserts, change.removals, f"{verb} {noun(kind)} {key_of(record)}",
                        live.version)
     return new
 
