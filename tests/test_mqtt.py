@@ -330,3 +330,15 @@ async def test_tls_and_a_password_protect_the_broker(settings, redis, tmp_path):
     finally:
         broker.stop()
     assert {r["state"] for r in receipts.values()} == {"acknowledged"}
+
+
+async def test_the_simulator_speaks_the_warning_into_a_wav_file(tmp_path):
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed")
+    gateway = Gateway("gw-speak", "the-key", "mqtt://127.0.0.1:1", "p", play_s=0, speak_dir=tmp_path)
+    message = Message(alert_id="a1", event="暴雨", severity="Extreme", urgency="Immediate", headline="暴雨红色预警",
+                      text="请立即转移", instruction="", area="什仔铺社区", expires_at=time.time() + 600)
+    await gateway.handle(encode(command_for(Delivery("a1.0", "mqtt", "gw-speak", "gw-speak", "", message), "the-key")))
+    wav = tmp_path / "gw-speak-a1.0.wav"
+    assert gateway.played == ["a1.0"] and wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 10_000
+    assert [json.loads(a)["state"] for a in gateway.pending_acks] == ["received", "played"], "kept until connected"
