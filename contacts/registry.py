@@ -1,9 +1,10 @@
-"""The registry, first cut: a regions tree and the people, chat groups and loudspeaker gateways
-in it, read from a YAML file.
+"""The registry: a regions tree and the people, chat groups and loudspeaker gateways in it,
+held in memory and indexed for targeting (``contacts.store`` keeps it in Redis,
+``contacts.imports`` reads and writes its files).
 
-Targeting asks one question of it: which recipients do these region codes reach? The answer
-is every person in the named regions and their descendants, each with the channels they can
-be reached on, in their order of preference.
+Targeting asks one question of it: whom does an alert reach? Everyone in the named regions and
+their descendants and everyone located inside the alert's shapes (``contacts.targeting``), each
+with the channels they can be reached on, in their order of preference.
 """
 
 from __future__ import annotations
