@@ -163,7 +163,7 @@ class Escalator:
 
     async def _take_steps(self, alert_id: str, doc: dict, info: Info, now: float) -> float | None:
         """Take the steps due now; returns when the next one will be due, if any."""
-        registry = await self.registry.refresh()
+        registry = await self.registry.refresh(now=True)  # the registry as it is at this moment
         people, requeue = await self._recipients(alert_id, now)
         taken = await self._taken(alert_id)
 

@@ -184,7 +184,7 @@ class Planner:
         target = alert.target()
         if not (target.codes or target.has_shapes) and alert.msgType == "Cancel":
             target = await self._target_of(referenced)  # a Cancel without an area goes where its alert went
-        registry = await self.registry.refresh()
+        registry = await self.registry.refresh(now=True)  # an alert right after a change must see it
         recipients = registry.reach(target)
         parts = max(1, math.ceil(len(recipients) / self.part_size))
         if part is None and parts > 1:

@@ -123,9 +123,12 @@ class Harness:
 
     def start_worker(self, channels: dict[str, Channel] | None = None) -> Worker:
         self._worker_stop = asyncio.Event()
+        # A registry of its own over the same store, as a worker process has: it sees changes
+        # made through the API by reloading, not by sharing the API's copy.
+        live = LiveRegistry(self.registry.current, self.registry.store, self.registry.version)
         if channels is None:
-            channels = build_channels(self.settings, self.registry, log_messages=False)
-        worker = Worker(self.settings, self.redis, self.registry, channels)
+            channels = build_channels(self.settings, live, log_messages=False)
+        worker = Worker(self.settings, self.redis, live, channels)
         self._worker_task = asyncio.create_task(worker.run(self._worker_stop))
         return worker
 

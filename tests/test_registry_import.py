@@ -43,6 +43,7 @@ async def test_a_broken_file_gets_every_problem_with_its_line_and_writes_nothing
 
 
 async def test_a_good_file_is_dry_run_then_imported_and_the_next_alert_reaches_them(harness):
+    harness.start_worker()  # running before the import: it must see the change at once
     people = "姓名,编号,角色,区划代码,手机,渠道,AB角\n王芳,n1,信息员,420116001001,13812345678,短信;语音,p004\n"
     status, dry = await _import(harness, people.encode(), dry_run=1)
     assert status == 200 and dry["dry_run"] and dry["changes"]["people"]["added"] == 1
@@ -54,7 +55,6 @@ async def test_a_good_file_is_dry_run_then_imported_and_the_next_alert_reaches_t
     status, again = await _import(harness, people.encode())
     assert again["changes"]["people"]["unchanged"] == 45 and again["changes"]["people"]["added"] == 0
 
-    harness.start_worker()
     _, accepted = await harness.post_alert(alert_json(["420116001001"]))
     await harness.until_state(accepted["id"], "settled")
     sent = [m for m in harness.outbox() if m["alert"] == accepted["id"]]
