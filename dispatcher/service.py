@@ -16,7 +16,7 @@ from contacts import Registry
 from contacts.store import LiveRegistry, RegistryStore
 from dispatcher.api import build_app
 from dispatcher.connections import redis_client
-from dispatcher.embedded import EmbeddedMosquitto, EmbeddedRedis
+from dispatcher.embedded import ChildServer, EmbeddedError, EmbeddedRedis, embedded_broker
 from dispatcher.worker import Worker
 
 log = structlog.get_logger("shaozi")
@@ -43,7 +43,7 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
             if not (api and worker):
                 raise ServiceError("SHAOZI_REDIS_URL must be set when the API and the workers run apart")
             embedded = EmbeddedRedis(settings.data_dir / "redis", appendfsync=settings.embedded_redis_appendfsync)
-            url = await asyncio.to_thread(embedded.start)
+            url = await _started(embedded)
             stack.callback(embedded.stop)
             log.info("embedded redis started", url=url, dir=str(embedded.dir))
         redis = redis_client(url)
@@ -59,8 +59,11 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
         if worker and registry.devices and not settings.mqtt_url:
             if not api:
                 raise ServiceError("SHAOZI_MQTT_URL must be set when the workers run apart (the registry has gateways)")
-            broker = EmbeddedMosquitto(settings.data_dir / "mqtt")
-            settings.mqtt_url = await asyncio.to_thread(broker.start)
+            try:
+                broker = embedded_broker(settings.data_dir / "mqtt")
+            except EmbeddedError as exc:
+                raise ServiceError(str(exc)) from exc
+            settings.mqtt_url = await _started(broker)
             stack.callback(broker.stop)
             log.info("embedded mqtt broker started", url=settings.mqtt_url, dir=str(broker.dir))
 
@@ -95,3 +98,11 @@ async def run(settings: Settings, *, api: bool, worker: bool, stop: asyncio.Even
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, Exception):
                 raise ServiceError(f"worker failed: {outcome!r}") from outcome
+
+
+async def _started(server: ChildServer) -> str:
+    """Start an embedded server; its failure is the service's, said plainly."""
+    try:
+        return await asyncio.to_thread(server.start)
+    except EmbeddedError as exc:
+        raise ServiceError(f"cannot start the embedded {server.name}: {exc}") from exc

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from channels.gateway_contract import ack_topic, cmd_topic, command_for, encode,
 from channels.mqtt import client_settings
 from config import ChannelLimits, Settings
 from contacts import Device, Region, Registry
-from dispatcher.embedded import EmbeddedMosquitto
+from dispatcher.embedded import EmbeddedAmqtt, EmbeddedMosquitto, embedded_broker, mosquitto_binary
 from dispatcher.gateway_sim import Gateway, run_gateways
 from tests.conftest import Harness, alert_json, eventually
 
@@ -33,25 +32,12 @@ REGIONS = [Region(code="420116000000", name="黄陂区", level="district", child
         Region(code=C2, name="六指店社区", level="community")])])]
 
 
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def broker_url(tmp_path_factory: pytest.TempPathFactory):
-    """A Mosquitto of the tests' own (nothing left on the machine's broker), else the machine's."""
-    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
-        broker = EmbeddedMosquitto(tmp_path_factory.mktemp("mqtt"))
-        yield broker.start()
-        broker.stop()
-    elif _reachable(1883):
-        yield "mqtt://127.0.0.1:1883"
-    else:
-        pytest.skip("no MQTT broker: install Mosquitto")
+    """A broker of the tests' own, as ``shaozi serve`` embeds one: Mosquitto, else amqtt."""
+    broker = embedded_broker(tmp_path_factory.mktemp("mqtt"))
+    yield broker.start()
+    broker.stop()
 
 
 def _registry(prefix: str, count: int = 3, region: str = C1) -> Registry:
@@ -221,8 +207,8 @@ async def test_no_ack_is_retried_then_failed_and_bad_acks_break_nothing(settings
 
 
 async def test_a_broker_restart_mid_fan_out_loses_nothing(settings, redis, tmp_path):
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.skip("needs a Mosquitto binary to restart")
+    if not mosquitto_binary():
+        pytest.skip("needs Mosquitto, which keeps queued messages across a restart")
     broker = EmbeddedMosquitto(tmp_path / "mqtt")
     url = broker.start()
     registry = _registry(settings.redis_prefix, 40)
@@ -305,8 +291,7 @@ def _tls_files(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
 
 
 async def test_tls_and_a_password_protect_the_broker(settings, redis, tmp_path):
-    if not all(shutil.which(t) for t in ("openssl", "mosquitto_passwd")) or \
-            not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+    if not all(shutil.which(t) for t in ("openssl", "mosquitto_passwd")) or not mosquitto_binary():
         pytest.skip("needs openssl and Mosquitto")
     ca, cert, key, passwd = _tls_files(tmp_path)
     broker = EmbeddedMosquitto(tmp_path / "mqtt", listener="\n".join([
@@ -342,3 +327,19 @@ async def test_the_simulator_speaks_the_warning_into_a_wav_file(tmp_path):
     wav = tmp_path / "gw-speak-a1.0.wav"
     assert gateway.played == ["a1.0"] and wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 10_000
     assert [json.loads(a)["state"] for a in gateway.pending_acks] == ["received", "played"], "kept until connected"
+
+
+async def test_the_python_broker_carries_a_fan_out_where_mosquitto_is_missing(settings, redis, tmp_path):
+    broker = EmbeddedAmqtt(tmp_path / "amqtt")
+    url = broker.start()
+    registry = _registry(settings.redis_prefix, 3)
+    gateways = _gateways(registry, url, settings.redis_prefix)
+    try:
+        async with running(gateways), Harness(_settings(settings, url), redis, registry) as h:
+            h.start_worker()
+            _, accepted = await h.post_alert(alert_json([C1], severity="Extreme"))
+            receipts = await _until_ended(h, accepted["id"], 3)
+    finally:
+        broker.stop()
+    assert {r["state"] for r in receipts.values()} == {"acknowledged"}
+    assert all(len(g.played) == 1 for g in gateways)
