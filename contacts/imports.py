@@ -186,7 +186,14 @@ def read_yaml(data: bytes, file: str) -> Batch:
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A safe loader that notes each mapping's line under ``__line__``."""
+    """A safe loader that notes each mapping's line under ``__line__``, and refuses aliases: a
+    few lines of nested aliases would otherwise expand into gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - yaml's signature
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted in a registry file",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):  # noqa: ANN001 - yaml's signature
         mapping = super().construct_mapping(node, deep=deep)

@@ -106,3 +106,12 @@ async def test_renamed_and_moved_regions_keep_everyone_reachable(harness):
     assert "什仔铺新区" in [c["name"] for c in street["children"]]
     _, region = await harness.request("GET", "/v1/regions/420116001001")
     assert region["parent"] == "420116002000" and region["boundary"] == boundary
+
+
+async def test_a_yaml_bomb_is_refused_at_once(harness):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(20))
+    status, problem = await _import(harness, bomb.encode(), media="application/yaml")
+    assert status == 422 and problem["errors"][0]["line"] == 2
+    assert "aliases" in problem["errors"][0]["message"]
