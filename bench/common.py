@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import subprocess
@@ -14,6 +16,9 @@ from pathlib import Path
 
 import redis as redis_sync
 
+from contacts import Registry
+from contacts.store import LiveRegistry, RegistryStore
+from dispatcher.connections import redis_client
 from dispatcher.embedded import EmbeddedRedis
 from dispatcher.models import Alert
 
@@ -67,8 +72,25 @@ def own_prefix(url: str) -> Iterator[str]:
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    """A worker process, the registry already in Redis as a deployment has it (the first start
+    of a deployment seeds it from the file; a benchmark measures the ones after)."""
+    if "SHAOZI_REGISTRY" in env:
+        seed_registry(env["SHAOZI_REDIS_URL"], env["SHAOZI_REDIS_PREFIX"], Path(env["SHAOZI_REGISTRY"]))
     return subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "worker"], env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def seed_registry(url: str, prefix: str, path: Path) -> None:
+    async def seed() -> None:
+        client = redis_client(url)
+        try:
+            await LiveRegistry.open(RegistryStore(client, prefix), lambda: Registry.load(path))
+        finally:
+            await client.aclose()
+
+    # In a thread of its own: a benchmark may call this from inside its event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, seed()).result()
 
 
 def stop_worker(proc: subprocess.Popen) -> float:

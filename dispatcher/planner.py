@@ -19,7 +19,7 @@ from itertools import islice
 import structlog
 from redis.asyncio import Redis
 
-from contacts import Device, Group, Person
+from contacts import Device, Group, Person, Registry
 from contacts.store import LiveRegistry
 from contacts.targeting import Target
 from dispatcher.alerts import AlertStore
@@ -113,6 +113,7 @@ class Planner:
         self.reclaim_idle_ms = int(reclaim_idle_s * 1000)
         self.part_size = part_size
         self.policies = policies
+        self._reached: tuple[str, Registry, list] | None = None  # (alert id, registry, recipients)
         # A planner kept for urgent alerts reads only the two most urgent intake streams, so an
         # Extreme warning never waits while every planner is busy with a large Minor one.
         self.intakes = self.keys.intakes()[:URGENT_PRIORITIES] if urgent_only else self.keys.intakes()
@@ -185,7 +186,7 @@ class Planner:
         if not (target.codes or target.has_shapes) and alert.msgType == "Cancel":
             target = await self._target_of(referenced)  # a Cancel without an area goes where its alert went
         registry = await self.registry.refresh(now=True)  # an alert right after a change must see it
-        recipients = registry.reach(target)
+        recipients = self._reach(alert_id, registry, target)
         parts = max(1, math.ceil(len(recipients) / self.part_size))
         if part is None and parts > 1:
             # Other planners take parts 1.. while this one plans part 0 at once.
@@ -238,6 +239,14 @@ class Planner:
                                            min(total, first + CHUNK * 2) - 1, now)
         log.info("cancelled", alert_id=alert_id, by=by, ended=ended)
         return ended
+
+    def _reach(self, alert_id: str, registry: Registry, target: Target) -> list:
+        """Whom the alert reaches; kept for the alert's next part, which this planner often plans too."""
+        if self._reached is not None and self._reached[0] == alert_id and self._reached[1] is registry:
+            return self._reached[2]
+        recipients = registry.reach(target)
+        self._reached = (alert_id, registry, recipients)
+        return recipients
 
     async def _target_of(self, alert_ids: list[str]) -> Target:
         target = Target()
