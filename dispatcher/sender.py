@@ -38,9 +38,11 @@ from dispatcher.streams import Entry, PriorityReader, ensure_groups, reclaim
 log = structlog.get_logger("shaozi.sender")
 
 # KEYS[1] retry schedule, KEYS[2..] the channel's streams by priority. ARGV[1] now, ARGV[2] limit.
-# Moves due retries onto their streams in one step, so none is lost or doubled.
+# Moves due retries onto their streams in one step, so none is lost or doubled; the most urgent
+# first (members begin with their priority), so that a reader woken by them gets those first.
 _DUE = r"""
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+table.sort(due)
 for _, m in ipairs(due) do
   local p, r, n, a = string.match(m, '^(%d+)|([^|]+)|(%d+)|(%d+)$')
   redis.call('XADD', KEYS[2 + tonumber(p)], '*', 'r', r, 'n', n, 'a', a)

@@ -75,12 +75,21 @@ class PriorityReader:
     async def read(self, streams: Sequence[str], count: int, block_ms: int) -> list[Entry]:
         """New entries from the first of ``streams`` that has any; when all are empty, block on
         all of them at once for up to ``block_ms``."""
-        got = await self._read_first(list(streams), [self.group, self.consumer, count])
+        got = await self._first(streams, count)
         if got:
-            return [Entry.of(stream, msg_id, _pairs(fields)) for stream, messages in got for msg_id, fields in messages]
-        reply = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in streams},
-                                            count=count, block=block_ms)
-        return _entries(reply)
+            return got
+        woken = _entries(await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in streams},
+                                                     count=count, block=block_ms))
+        if not woken:
+            return woken
+        # Redis wakes a blocked read with the stream that got an entry first, which need not be
+        # the most urgent of those that got one at the same moment: look there too, and first.
+        most_urgent = min(streams.index(e.stream) for e in woken)
+        return (await self._first(streams[:most_urgent], count) if most_urgent else []) + woken
+
+    async def _first(self, streams: Sequence[str], count: int) -> list[Entry]:
+        got = await self._read_first(list(streams), [self.group, self.consumer, count])
+        return [Entry.of(stream, msg_id, _pairs(fields)) for stream, messages in got or [] for msg_id, fields in messages]
 
 
 def _pairs(flat: Sequence) -> dict:
