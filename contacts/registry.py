@@ -25,6 +25,7 @@ from contacts.targeting import POLYGON, Located, Target
 
 Level = Literal["district", "street", "community"]
 GroupChannel = Literal["wecom", "dingtalk", "feishu"]
+PersonChannel = Literal["sms", "voice", "telegram", "console"]  # the channels that reach one person
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: large registries load fast
 
 
@@ -120,7 +121,7 @@ class Recipient(BaseModel):
 class Person(Recipient):
     role: PersonRole
     phone: str | None = None
-    channels: list[str] = Field(default_factory=lambda: ["sms"])
+    channels: list[PersonChannel] = Field(default_factory=lambda: ["sms"], description="in order of preference")
     telegram_chat_id: str | None = None
     hazards: list[str] = Field(default_factory=list)
     lat: float | None = Field(None, ge=-90, le=90, description="where they usually are (polygon alerts)")
