@@ -36,7 +36,9 @@ def openapi_document(routes: list[Route], server_url: str) -> dict[str, Any]:
     for route in routes:
         path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path.replace("{16}", ""))  # drop the id's regex
         op: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__, "responses": {}}
-        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        choices = {name: alts.split("|") for name, alts in re.findall(r"\{(\w+):([a-z|]+)\}", route.path)}
+        params = [{"name": name, "in": "path", "required": True,
+                   "schema": {"type": "string", **({"enum": choices[name]} if name in choices else {})}}
                   for name in re.findall(r"\{(\w+)\}", path)]
         params += [{"name": p, "in": "query", "required": False, "description": PARAM_DOCS[p],
                     "schema": {"type": "string"}} for p in route.params]
