@@ -71,20 +71,19 @@ def build_channels(settings: Settings, live: LiveRegistry | None = None, *,
                                                settings.telegram_api_base)
         if settings.telegram_secret_token is None:
             log.warning("SHAOZI_TELEGRAM_SECRET_TOKEN is not set: button presses cannot be accepted")
-    # Which chat-group and gateway channels a worker carries follows the registry when it starts.
+    # Chat groups and gateways are found in the registry as it is when a message goes out, so a
+    # group or gateway added later is reached without a restart.
     if live is not None:
         for adapter in (WeComChannel, DingTalkChannel, FeishuChannel):
-            if live.current.groups_of(adapter.name):
-                channels[adapter.name] = adapter(group_targets(live))
-        if live.current.devices:
-            if settings.mqtt_url:
-                channels["mqtt"] = MqttChannel(
-                    settings.mqtt_url, settings.mqtt_prefix, f"shaozi-{settings.process_name()}", device_keys(live),
-                    ack_timeout_s=settings.mqtt_ack_timeout_s, max_inflight=settings.mqtt_max_inflight,
-                    offline_recheck_s=settings.mqtt_offline_recheck_s, persistent=settings.worker_name is not None,
-                    ca_file=settings.mqtt_ca_file)
-            else:
-                log.warning("the registry has loudspeaker gateways but no MQTT broker is set (SHAOZI_MQTT_URL)")
+            channels[adapter.name] = adapter(group_targets(live))
+        if settings.mqtt_url:
+            channels["mqtt"] = MqttChannel(
+                settings.mqtt_url, settings.mqtt_prefix, f"shaozi-{settings.process_name()}", device_keys(live),
+                ack_timeout_s=settings.mqtt_ack_timeout_s, max_inflight=settings.mqtt_max_inflight,
+                offline_recheck_s=settings.mqtt_offline_recheck_s, persistent=settings.worker_name is not None,
+                ca_file=settings.mqtt_ca_file)
+        elif live.current.devices:
+            log.warning("the registry has loudspeaker gateways but no MQTT broker is set (SHAOZI_MQTT_URL)")
     return channels
 
 

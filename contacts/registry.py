@@ -287,10 +287,6 @@ class Registry:
     def group(self, group_id: str) -> Group | None:
         return self._group_by_id.get(group_id)
 
-    def groups_of(self, channel: str) -> bool:
-        """Whether any group is reached on a channel (its adapter is needed then)."""
-        return any(g.channel == channel for g in self._group_by_id.values())
-
     def people_in(self, codes: Iterable[str], roles: Iterable[str] | None = None) -> list[Person]:
         """Everyone in the named regions and their descendants, each once, in registry order."""
         wanted_roles = set(roles) if roles else None

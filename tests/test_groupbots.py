@@ -173,3 +173,17 @@ def test_the_code_table(provider, status, code, message, expected):
     error = error_of(provider, status, code, message)
     kind = "throttled" if error.throttled else "retry" if error.recoverable else "permanent"
     assert kind == expected
+
+
+async def test_a_group_added_while_running_is_reached_by_the_next_alert(settings, redis, double):
+    double.wecom = {"K9": Robot()}
+    async with _harness(settings, redis, Registry(REGIONS, OFFICERS)) as h:
+        h.start_worker()
+        group = {"id": "g-new", "name": "新建群", "region": C1, "channel": "wecom",
+                 "webhook": f"{double.url}/cgi-bin/webhook/send?key=K9"}
+        status, _ = await h.request("POST", "/v1/groups", json=group)
+        assert status == 201
+        _, accepted = await h.post_alert(alert_json([C1]))
+        await h.until_state(accepted["id"], "settled")
+        assert (await _receipts(h, accepted["id"]))["g-new"]["state"] == "sent"
+    assert len(double.wecom["K9"].received) == 1
