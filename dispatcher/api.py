@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from config import ROLES, Settings
@@ -39,7 +38,14 @@ from dispatcher.models import (
     AlertSummary,
     ReceiptPage,
 )
-from dispatcher.problems import Problem, problem_middleware, pydantic_errors
+from dispatcher.problems import Problem, problem_middleware
+from dispatcher.receipts import (
+    Change,
+    escalation_of,
+    parse_receipt_id,
+    receipt_id,
+    receipt_view,
+)
 from dispatcher.registry_api import (
     create_record,
     delete_record,
@@ -51,7 +57,7 @@ from dispatcher.registry_api import (
     registry_changes,
     replace_record,
 )
-from dispatcher.receipts import Change, escalation_of, parse_receipt_id, receipt_id, receipt_view
+from dispatcher.request_parts import int_param, json_body, validated
 from dispatcher.worker import workers_alive
 
 log = structlog.get_logger("shaozi.api")
@@ -122,16 +128,6 @@ def _json(data: object, status: int = 200, headers: dict[str, str] | None = None
                         content_type="application/json", headers=headers)
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Problem(400, "Bad query parameter", f"{name} must be an integer from {low} to {high}",
-                      errors=[{"path": f"query.{name}", "message": f"expected {low}..{high}"}])
-    return int(raw)
-
-
 async def _summary_or_404(request: web.Request) -> dict:
     summary = await request.app[STORE].summary(request.match_info["id"])
     if summary is None:
@@ -175,7 +171,7 @@ async def post_alert(request: web.Request) -> web.Response:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    limit = _int_param(request, "limit", 20, 1, 200)
+    limit = int_param(request, "limit", 20, 1, 200)
     cursor = request.query.get("cursor")
     if cursor is not None and not cursor.isdigit():
         raise Problem(400, "Bad query parameter", "cursor must be the 'next' value of an earlier page")
@@ -197,8 +193,8 @@ async def list_receipts(request: web.Request) -> web.Response:
     store = request.app[STORE]
     alert_id = request.match_info["id"]
     await _summary_or_404(request)
-    limit = _int_param(request, "limit", 100, 1, 1000)
-    start = _int_param(request, "cursor", 0, 0, 10**9)
+    limit = int_param(request, "limit", 100, 1, 1000)
+    start = int_param(request, "cursor", 0, 0, 10**9)
     state = request.query.get("state")
     channel = request.query.get("channel")
     region = request.query.get("region")
@@ -224,20 +220,6 @@ async def list_receipts(request: web.Request) -> web.Response:
     return _json({"items": items, "next": str(n) if n < total else None})
 
 
-async def _ack_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
-    if request.content_type != "application/json" and request.can_read_body:
-        raise Problem(415, "Unsupported Media Type", "send application/json")
-    try:
-        data = await request.json() if request.can_read_body else {}
-        return model.model_validate(data)
-    except json.JSONDecodeError as exc:
-        raise Problem(400, "Malformed JSON", f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-    except ValidationError as exc:
-        errors = pydantic_errors(exc)
-        raise Problem(422, "Invalid request", "; ".join(f"{e['path']}: {e['message']}" for e in errors),
-                      errors=errors) from exc
-
-
 async def _acknowledge(request: web.Request, alert_id: str, receipts: list[tuple[int, dict]], body) -> dict:
     """Acknowledge receipts on someone's behalf; the history says who did, for whom, how."""
     by = body.by or request[ROLE]
@@ -256,7 +238,7 @@ async def ack_receipt(request: web.Request) -> web.Response:
         alert_id, number = parse_receipt_id(request.match_info["rid"])
     except ValueError as exc:
         raise Problem(404, "Not Found", "not a receipt id") from exc
-    body = await _ack_body(request, AckRequest)
+    body = validated(AckRequest, await json_body(request, optional=True))
     receipt = await request.app[STORE].receipts.get(alert_id, number)
     if receipt is None:
         raise Problem(404, "Not Found", f"no receipt {request.match_info['rid']}")
@@ -265,7 +247,7 @@ async def ack_receipt(request: web.Request) -> web.Response:
 
 async def ack_alert(request: web.Request) -> web.Response:
     alert_id = request.match_info["id"]
-    body = await _ack_body(request, AlertAcksRequest)
+    body = validated(AlertAcksRequest, await json_body(request, optional=True))
     await _summary_or_404(request)
     wanted = set(body.recipients)
     store = request.app[STORE]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from channels.base import mask
 from contacts import Registry, RegistryError
@@ -19,7 +19,8 @@ from contacts.store import Conflict, key_of
 from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE
 from dispatcher.audit import readiness
 from dispatcher.codec import dumps
-from dispatcher.problems import Problem, pydantic_errors
+from dispatcher.problems import Problem
+from dispatcher.request_parts import int_param, json_body, validated
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 FLAGS = ("1", "true", "yes")
@@ -120,8 +121,8 @@ async def list_records(request: web.Request) -> web.Response:
     role = request.query.get("role")
     if role is not None:
         items = [r for r in items if getattr(r, "role", None) == role]
-    start = _int(request, "cursor", 0, 0, 10**9)
-    limit = _int(request, "limit", 100, 1, 1000)
+    start = int_param(request, "cursor", 0, 0, 10**9)
+    limit = int_param(request, "limit", 100, 1, 1000)
     page = items[start:start + limit]
     more = start + limit < len(items)
     views = [_view(r, request[ROLE]) for r in page]
@@ -186,24 +187,14 @@ async def delete_record(request: web.Request) -> web.Response:
 
 
 async def _record_body(request: web.Request, kind: str, key: str | None = None) -> BaseModel:
-    if request.content_type != "application/json":
-        raise Problem(415, "Unsupported Media Type", "send application/json")
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise Problem(400, "Malformed JSON", str(exc)) from exc
+    data = await json_body(request)
     if not isinstance(data, dict):
         raise Problem(422, "Invalid request", "send one record as a JSON object")
     field = "code" if kind == "regions" else "id"
     if key is not None:
         if data.setdefault(field, key) != key:
             raise Problem(422, "Invalid request", f"{field} {data[field]!r} is not the {field} in the path ({key})")
-    try:
-        return MODELS[kind].model_validate(data)
-    except ValidationError as exc:
-        errors = pydantic_errors(exc)
-        raise Problem(422, "Invalid request", "; ".join(f"{e['path']}: {e['message']}" for e in errors),
-                      errors=errors) from exc
+    return validated(MODELS[kind], data)
 
 
 async def _write(request: web.Request, kind: str, record: BaseModel) -> bool:
@@ -229,15 +220,6 @@ async def _store_write(request: web.Request, upserts: dict, removals: dict, note
     except Conflict as exc:
         raise Problem(409, "Conflict", str(exc)) from exc
     await live.refresh(now=True)
-
-
-def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Problem(400, "Bad query parameter", f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
 
 
 async def registry_audit(request: web.Request) -> web.Response:
