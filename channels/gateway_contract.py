@@ -49,6 +49,11 @@ def device_of(topic: str) -> tuple[str, str] | None:
     return None
 
 
+def status_of(payload: bytes) -> str:
+    """What a status message says: 'online', 'offline', '' (a retained status cleared) or else."""
+    return payload.decode(errors="replace").strip().strip('"')
+
+
 def canonical(command: dict[str, Any]) -> bytes:
     body = {k: v for k, v in command.items() if k != "sig"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -21,7 +21,7 @@ import aiomqtt
 import structlog
 
 from channels.base import Channel, ChannelError, Delivery, SendResult
-from channels.gateway_contract import cmd_topic, command_for, device_of, encode
+from channels.gateway_contract import cmd_topic, command_for, device_of, encode, status_of
 from config import ChannelLimits
 
 log = structlog.get_logger("shaozi.mqtt")
@@ -133,7 +133,7 @@ class MqttChannel(Channel):
             return
         device, kind = found
         if kind == "status":
-            state = bytes(payload).decode(errors="replace").strip().strip('"')
+            state = status_of(bytes(payload))
             if state in ("online", "offline"):
                 self.presence[device] = state
         if self.on_message is not None:

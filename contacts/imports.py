@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contacts.registry import Device, Group, Person, RegionRecord, Registry, RegistryError, flatten, Region
-from contacts.store import key_of
+from contacts.store import key_of, plain
 
 COLUMNS: dict[str, list[str]] = {
     "regions": ["code", "name", "level", "parent", "lat", "lon", "boundary"],
@@ -309,10 +309,6 @@ def noun(kind: str) -> str:
 
 def _differs(a: BaseModel, b: BaseModel) -> bool:
     return plain(a) != plain(b)
-
-
-def plain(record: BaseModel) -> dict:
-    return {k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in record.model_dump().items()}
 
 
 # --- writing -----------------------------------------------------------------------------------

@@ -34,13 +34,15 @@ def key_of(record: BaseModel) -> str:
     return record.code if isinstance(record, RegionRecord) else record.id  # type: ignore[attr-defined]
 
 
+def plain(record: BaseModel) -> dict:
+    """A record's fields with its secrets in clear (the workers sign with them; an admin exports them)."""
+    return {k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in record.model_dump().items()}
+
+
 def stored(record: BaseModel) -> str:
-    """A record as the store keeps it: JSON with its secrets in clear (the workers sign with them)."""
-    data = record.model_dump(exclude_none=True, exclude_defaults=False)
-    for k, v in data.items():
-        if isinstance(v, SecretStr):
-            data[k] = v.get_secret_value()
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    """A record as the store keeps it: JSON, secrets in clear, without the fields it leaves unset."""
+    return json.dumps({k: v for k, v in plain(record).items() if v is not None}, ensure_ascii=False,
+                      separators=(",", ":"))
 
 
 class RegistryStore:

@@ -32,7 +32,7 @@ from dispatcher.alerts import AlertStore
 from dispatcher.codec import text
 from dispatcher.keys import Keys
 from dispatcher.models import Alert, Info
-from dispatcher.receipts import EscalationItem, NewReceipt
+from dispatcher.receipts import EscalationItem, NewReceipt, escalation_of
 from dispatcher.streams import enqueue
 
 log = structlog.get_logger("shaozi.escalation")
@@ -212,7 +212,7 @@ class Escalator:
             for n, r in await self.book.page(alert_id, start, 1000):
                 whose = ""
                 if r["via"]:
-                    _step, _action, whose = r["via"].split(":", 2)
+                    whose = escalation_of(r["via"])["for"] or ""
                     if r["s"] == "queued" and r["a"] == 0 and r["t"] < now - self.lease_s:
                         requeue.append((n, r["c"]))
                     if not whose:

@@ -15,10 +15,11 @@ import time
 import structlog
 from redis.asyncio import Redis
 
-from channels.gateway_contract import ACK_STATES, REFUSALS
+from channels.gateway_contract import ACK_STATES, REFUSALS, status_of
 from dispatcher import metrics
 from dispatcher.keys import Keys
 from dispatcher.receipts import Change, ReceiptBook, parse_receipt_id
+from dispatcher.sender import retry_member
 
 log = structlog.get_logger("shaozi.gateways")
 
@@ -38,7 +39,7 @@ class GatewayAcks:
             metrics.GATEWAY_MESSAGES.labels("ack", outcome).inc()
 
     async def status(self, device: str, payload: bytes) -> None:
-        state = payload.decode(errors="replace").strip().strip('"')
+        state = status_of(payload)
         if not state:
             return  # a retained status cleared
         if state not in ("online", "offline"):
@@ -78,6 +79,6 @@ class GatewayAcks:
         if applied and change.state == "sending":
             # The command's own no-ack check, brought forward: the same retry, sent sooner.
             priority = await self.redis.hget(self.keys.alert(alert_id), "priority")
-            member = f"{int(priority or 3)}|{alert_id}|{number}|{receipt['a']}"
+            member = retry_member(int(priority or 3), alert_id, number, receipt["a"])
             await self.redis.zadd(self.keys.retries("mqtt"), {member: now + self.retry_s})
         return state if applied else "repeated"

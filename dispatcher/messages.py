@@ -10,6 +10,7 @@ from channels.base import Message
 from channels.templates import REMINDER, language
 from dispatcher.alerts import AlertStore
 from dispatcher.codec import text
+from dispatcher.receipts import escalation_of
 from dispatcher.models import Alert
 
 REMINDERS = ("resend", "next_channel", "voice")  # escalation steps that remind the person themselves
@@ -68,7 +69,7 @@ class MessageCache:
         own = {}
         noted = []
         for number, via in receipts:
-            if via.split(":", 2)[1] in REMINDERS:
+            if escalation_of(via)["action"] in REMINDERS:
                 own[number] = replace(message, note=REMINDER[language(message.lang)])
             else:
                 noted.append(number)

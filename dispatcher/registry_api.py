@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 from channels.base import mask
 from contacts import Registry, RegistryError
-from contacts.imports import COLUMNS, MODELS, Batch, ImportFailed, noun, plain, plan, read, to_csv, to_yaml
-from contacts.store import Conflict, key_of
+from contacts.imports import COLUMNS, MODELS, Batch, ImportFailed, noun, plan, read, to_csv, to_yaml
+from contacts.store import Conflict, key_of, plain
 from dispatcher.app_state import KEYS, REDIS, REGISTRY, ROLE
 from dispatcher.audit import readiness
 from dispatcher.codec import dumps

@@ -52,6 +52,11 @@ return #due
 """
 
 
+def retry_member(priority: int, alert_id: str, number: int, attempt: int) -> str:
+    """A retry schedule entry, as ``_DUE`` reads it back."""
+    return f"{priority}|{alert_id}|{number}|{attempt}"
+
+
 def entry_size(limits: ChannelLimits, batch_size: int) -> int:
     """Receipts per delivery entry: small enough that an entry never holds the channel long.
 
@@ -239,7 +244,7 @@ class Sender:
                 change, retry_at, retry_attempt = self._change(c.number, c.attempt, outcome)
                 changes.append(change)
                 if retry_at is not None:
-                    retries[f"{priority_of[alert_id]}|{alert_id}|{c.number}|{retry_attempt}"] = retry_at
+                    retries[retry_member(priority_of[alert_id], alert_id, c.number, retry_attempt)] = retry_at
                 elif self.adapter.replies_acknowledge and isinstance(outcome, SendResult):
                     reached[c.address] = receipt_id(alert_id, c.number)
             applied = await self.book.apply(alert_id, changes, time.time())
