@@ -156,6 +156,12 @@ class Harness:
         assert status == 200, body
         return body
 
+    async def receipts(self, alert_id: str, by: str | None = None) -> list[dict] | dict[str, dict]:
+        """An alert's receipts (up to 1,000); with ``by``, keyed by that field (recipient, address)."""
+        status, body = await self.request("GET", f"/v1/alerts/{alert_id}/receipts?limit=1000")
+        assert status == 200, body
+        return {r[by]: r for r in body["items"]} if by else body["items"]
+
     async def until_state(self, alert_id: str, *states: str, timeout_s: float = 30.0) -> dict:
         async def check():
             s = await self.summary(alert_id)

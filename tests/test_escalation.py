@@ -60,12 +60,6 @@ def _channels(h: Harness) -> dict:
     return {"sms": console, "voice": console, "telegram": console}
 
 
-async def _receipts(h: Harness, alert_id: str) -> list[dict]:
-    status, body = await h.request("GET", f"/v1/alerts/{alert_id}/receipts?limit=1000")
-    assert status == 200, body
-    return body["items"]
-
-
 def _escalated(receipts: list[dict], step: int) -> list[tuple[str, str, str | None]]:
     return sorted((r["recipient"], r["channel"], r["escalation"]["for"])
                   for r in receipts if r.get("escalation", {}).get("step") == step)
@@ -84,38 +78,38 @@ async def test_silent_people_walk_the_steps_in_order_each_once_across_a_restart(
     t0 = time.time()
     status, _ = await h.request("POST", f"/v1/alerts/{alert_id}/acks", json={"recipients": ["p2"]})
     assert status == 200
-    planned = await _receipts(h, alert_id)
+    planned = await h.receipts(alert_id)
     assert sorted(r["recipient"] for r in planned) == ["p1", "p2", "p4", "p5"]
 
     await worker.escalator.tick(t0 + WAIT / 2)
-    assert len(await _receipts(h, alert_id)) == 4, "nothing is due before the wait is over"
+    assert len(await h.receipts(alert_id)) == 4, "nothing is due before the wait is over"
 
     await worker.escalator.tick(t0 + WAIT + 1)  # 1: resend where the message got through
-    assert _escalated(await _receipts(h, alert_id), 1) == [("p1", "sms", "p1"), ("p4", "sms", "p4")]
+    assert _escalated(await h.receipts(alert_id), 1) == [("p1", "sms", "p1"), ("p4", "sms", "p4")]
     # Another worker looking at the same moment, or the same one again, takes nothing twice.
     await asyncio.gather(worker.escalator.work(alert_id, t0 + WAIT + 1),
                          worker.escalator.work(alert_id, t0 + WAIT + 1))
-    assert len(await _receipts(h, alert_id)) == 6
+    assert len(await h.receipts(alert_id)) == 6
 
     await h.stop_worker()  # a restart: what was taken is in Redis, not in the worker
     worker = h.start_worker(_channels(h))
     await worker.escalator.tick(t0 + 2 * WAIT + 2)  # 2: the next channel in the person's order
-    assert _escalated(await _receipts(h, alert_id), 2) == [("p1", "telegram", "p1")]
+    assert _escalated(await h.receipts(alert_id), 2) == [("p1", "telegram", "p1")]
 
     await worker.escalator.tick(t0 + 3 * WAIT + 3)  # 3: a voice call
-    receipts = await _receipts(h, alert_id)
+    receipts = await h.receipts(alert_id)
     assert _escalated(receipts, 3) == [("p1", "voice", "p1"), ("p4", "voice", "p4")]
     call = next(r for r in receipts if r.get("escalation", {}).get("step") == 3 and r["recipient"] == "p4")
     status, _ = await h.request("POST", f"/v1/receipts/{call['id']}/ack", json={"by": "p4"})
     assert status == 200  # p4 answers the call: their escalation stops here
 
     await worker.escalator.tick(t0 + 4 * WAIT + 4)  # 4: the backup follows up whoever is still silent
-    assert _escalated(await _receipts(h, alert_id), 4) == [("p2", "sms", "p1")]
+    assert _escalated(await h.receipts(alert_id), 4) == [("p2", "sms", "p1")]
     await worker.escalator.tick(t0 + 5 * WAIT + 5)  # 5: the supervisor gets the list
-    receipts = await _receipts(h, alert_id)
+    receipts = await h.receipts(alert_id)
     assert _escalated(receipts, 5) == [("p3", "sms", None)]
     await worker.escalator.tick(t0 + 20 * WAIT)
-    assert len(await _receipts(h, alert_id)) == len(receipts) == 4 + 2 + 1 + 2 + 1 + 1
+    assert len(await h.receipts(alert_id)) == len(receipts) == 4 + 2 + 1 + 2 + 1 + 1
     assert await h.redis.zscore(f"{h.settings.redis_prefix}:escalations", alert_id) is None, "nothing left to do"
 
     await h.until_state(alert_id, "settled")
@@ -151,13 +145,13 @@ async def test_cancel_and_expiry_stop_pending_escalation(h: Harness):
                                     "references": f"district-eoc,esc-cancel,{datetime.now(timezone.utc).isoformat()}"})
     assert status == 202
     await h.until_state(cancelled, "cancelled")
-    sizes = {a: len(await _receipts(h, a)) for a in (cancelled, expiring)}
+    sizes = {a: len(await h.receipts(a)) for a in (cancelled, expiring)}
 
     # The expiring one ends while still silent: past its expiry nothing is followed up.
     state_key = f"{h.settings.redis_prefix}:alert:{{{expiring}}}"
     await h.redis.hset(state_key, "expires_at", t0 + WAIT / 2)
     await worker.escalator.tick(t0 + WAIT + 1)
-    assert {a: len(await _receipts(h, a)) for a in sizes} == sizes
+    assert {a: len(await h.receipts(a)) for a in sizes} == sizes
     for alert_id in sizes:
         assert await h.redis.zscore(f"{h.settings.redis_prefix}:escalations", alert_id) is None
 
@@ -172,7 +166,7 @@ async def test_no_deadline_outlives_the_alert(h: Harness):
     assert status == 202
     await h.until_state(accepted["id"], "settled")
     await worker.escalator.tick(time.time() + WAIT + 1)
-    assert {who for who, _, _ in _escalated(await _receipts(h, accepted["id"]), 1)} == {"p1", "p2", "p4"}
+    assert {who for who, _, _ in _escalated(await h.receipts(accepted["id"]), 1)} == {"p1", "p2", "p4"}
     await worker.escalator.tick(time.time() + 2 * 3600)
     assert await h.redis.zscore(f"{h.settings.redis_prefix}:escalations", accepted["id"]) is None
 

@@ -41,12 +41,6 @@ def _group(double: GroupBotDouble, gid: str, region: str, channel: str, token: s
     return Group(id=gid, name=gid, region=region, channel=channel, webhook=webhook, secret=secret)
 
 
-async def _receipts(h: Harness, alert_id: str) -> dict[str, dict]:
-    status, body = await h.request("GET", f"/v1/alerts/{alert_id}/receipts?limit=1000")
-    assert status == 200
-    return {r["recipient"]: r for r in body["items"]}
-
-
 def _harness(settings: Settings, redis, registry: Registry, **limits: ChannelLimits) -> Harness:
     return Harness(settings.model_copy(update={"channels": limits}), redis, registry)
 
@@ -69,7 +63,7 @@ async def test_each_robot_gets_its_own_format_and_each_answer_its_receipt_state(
         status, accepted = await h.post_alert(alert_json(["420116001000"], severity="Extreme"))
         assert status == 202
         await h.until_state(accepted["id"], "settled")
-        receipts = await _receipts(h, accepted["id"])
+        receipts = await h.receipts(accepted["id"], by="recipient")
 
     for gid in ("g-wecom", "g-ding", "g-feishu", "g-wecom-busy"):
         assert receipts[gid]["state"] == "sent", receipts[gid]
@@ -112,7 +106,7 @@ async def test_a_busy_group_waits_its_turn_most_urgent_first_without_holding_up_
         _, other = await h.post_alert(alert_json([C2], severity="Minor", urgency="Future", identifier="other"))
         for alert_id in (*ids, extreme["id"], other["id"]):
             await h.until_state(alert_id, "settled", timeout_s=30)
-        states = [(await _receipts(h, a))[g]["state"] for a, g in
+        states = [(await h.receipts(a, by="recipient"))[g]["state"] for a, g in
                   [*((a, "g-a") for a in ids), (extreme["id"], "g-a"), (other["id"], "g-b")]]
 
     assert states == ["sent"] * 5, "nothing waiting for room is dropped"
@@ -131,7 +125,7 @@ async def test_a_long_warning_is_cut_before_its_ack_link(settings, redis, double
         alert["info"]["description"] = "强降雨" * 400  # 3,600 bytes of UTF-8
         _, accepted = await h.post_alert(alert)
         await h.until_state(accepted["id"], "settled")
-        assert (await _receipts(h, accepted["id"]))["g"]["state"] == "sent"
+        assert (await h.receipts(accepted["id"], by="recipient"))["g"]["state"] == "sent"
     content = double.wecom["K1"].received[0]["text"]["content"]
     assert len(content.encode()) <= 2048
     assert "…" in content and content.rsplit("：", 1)[1].startswith("http") and "/a/" in content
@@ -154,7 +148,7 @@ async def test_a_bad_webhook_or_key_is_refused(settings, redis, double):
         h.start_worker()
         _, accepted = await h.post_alert(alert_json([C1]))
         await h.until_state(accepted["id"], "settled")
-        receipt = (await _receipts(h, accepted["id"]))["g"]
+        receipt = (await h.receipts(accepted["id"], by="recipient"))["g"]
     assert receipt["state"] == "failed" and receipt["error"].startswith("93000")
 
 
@@ -185,5 +179,5 @@ async def test_a_group_added_while_running_is_reached_by_the_next_alert(settings
         assert status == 201
         _, accepted = await h.post_alert(alert_json([C1]))
         await h.until_state(accepted["id"], "settled")
-        assert (await _receipts(h, accepted["id"]))["g-new"]["state"] == "sent"
+        assert (await h.receipts(accepted["id"], by="recipient"))["g-new"]["state"] == "sent"
     assert len(double.wecom["K9"].received) == 1

@@ -82,15 +82,9 @@ async def _forget(gateways: list[Gateway]) -> None:
             await client.publish(status_topic(g.prefix, g.device_id), b"", qos=1, retain=True)
 
 
-async def _receipts(h: Harness, alert_id: str) -> dict[str, dict]:
-    status, body = await h.request("GET", f"/v1/alerts/{alert_id}/receipts?limit=1000")
-    assert status == 200
-    return {r["recipient"]: r for r in body["items"]}
-
-
 async def _until_ended(h: Harness, alert_id: str, count: int, timeout_s: float = 30) -> dict[str, dict]:
     async def ended():
-        receipts = await _receipts(h, alert_id)
+        receipts = await h.receipts(alert_id, by="recipient")
         done = [r for r in receipts.values() if r["state"] not in ("queued", "sending", "delivered")]
         return receipts if len(done) == count else None
 
@@ -173,7 +167,7 @@ async def test_an_offline_gateway_gets_the_command_when_it_comes_back(settings, 
         _, accepted = await h.post_alert(alert_json([C1], severity="Severe"))
 
         async def waiting():
-            r = await _receipts(h, accepted["id"])
+            r = await h.receipts(accepted["id"], by="recipient")
             return r if r.get(early.device_id, {}).get("state") == "acknowledged" \
                 and (r[late.device_id]["error"] or "").startswith("offline") else None
 
@@ -181,7 +175,7 @@ async def test_an_offline_gateway_gets_the_command_when_it_comes_back(settings, 
         assert receipts[late.device_id]["state"] == "sending"
         # Longer than three attempts' ack timeouts: waiting for a gateway uses up no attempts.
         await asyncio.sleep(3.5)
-        assert (await _receipts(h, accepted["id"]))[late.device_id]["state"] == "sending"
+        assert (await h.receipts(accepted["id"], by="recipient"))[late.device_id]["state"] == "sending"
         async with running([late]):
             receipts = await _until_ended(h, accepted["id"], 2)
     assert receipts[late.device_id]["state"] == "acknowledged"
@@ -221,11 +215,12 @@ async def test_a_broker_restart_mid_fan_out_loses_nothing(settings, redis, tmp_p
             _, accepted = await h.post_alert(alert_json([C1], severity="Extreme"))
 
             async def some_played():
-                return [r["state"] for r in (await _receipts(h, accepted["id"])).values()].count("acknowledged") >= 5
+                receipts = await h.receipts(accepted["id"])
+                return [r["state"] for r in receipts].count("acknowledged") >= 5
 
             await eventually(some_played)
             await asyncio.to_thread(broker.stop)  # mid-fan-out
-            states = [r["state"] for r in (await _receipts(h, accepted["id"])).values()]
+            states = [r["state"] for r in await h.receipts(accepted["id"])]
             await asyncio.sleep(1.0)
             await asyncio.to_thread(broker.start)  # same port, same persistence
             receipts = await _until_ended(h, accepted["id"], 40, timeout_s=60)

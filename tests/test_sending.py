@@ -36,11 +36,6 @@ class ScriptedChannel(Channel):
         return outcome
 
 
-async def _receipts(harness, alert_id):
-    _, page = await harness.request("GET", f"/v1/alerts/{alert_id}/receipts?limit=1000")
-    return {r["address"]: r for r in page["items"]}
-
-
 async def test_transient_errors_are_retried_then_succeed(harness):
     busy = ChannelError("429 Too Many Requests", recoverable=True, code="20429", retry_after_s=0.1)
     channel = ScriptedChannel({"+8613800000003": [busy, busy]})
@@ -48,7 +43,7 @@ async def test_transient_errors_are_retried_then_succeed(harness):
     _, accepted = await harness.post_alert(alert_json(["420116001001"]))
     summary = await harness.until_state(accepted["id"], "settled")
     assert summary["totals"] == {"sent": 4}
-    receipt = (await _receipts(harness, accepted["id"]))["+8613800000003"]
+    receipt = (await harness.receipts(accepted["id"], by="address"))["+8613800000003"]
     assert receipt["attempts"] == 3 and receipt["state"] == "sent"
     assert [a for addr, a in channel.calls if addr == "+8613800000003"] == [1, 2, 3]
 
@@ -60,7 +55,7 @@ async def test_permanent_error_fails_without_retry(harness):
     _, accepted = await harness.post_alert(alert_json(["420116001001"]))
     summary = await harness.until_state(accepted["id"], "settled")
     assert summary["totals"] == {"sent": 3, "failed": 1}
-    receipt = (await _receipts(harness, accepted["id"]))["+8613800000004"]
+    receipt = (await harness.receipts(accepted["id"], by="address"))["+8613800000004"]
     assert receipt["error"].startswith("21211") and receipt["attempts"] == 1
     assert [a for addr, a in channel.calls if addr == "+8613800000004"] == [1]
 
@@ -71,7 +66,7 @@ async def test_retries_used_up_end_failed(harness):
     harness.start_worker({"sms": channel})
     _, accepted = await harness.post_alert(alert_json(["420116001001"]))
     await harness.until_state(accepted["id"], "settled")
-    receipt = (await _receipts(harness, accepted["id"]))["+8613800000005"]
+    receipt = (await harness.receipts(accepted["id"], by="address"))["+8613800000005"]
     assert receipt["state"] == "failed" and "gave up after 3 attempts" in receipt["error"]
 
 

@@ -37,11 +37,6 @@ async def sms(settings, redis, sample_registry, twilio):
         yield h
 
 
-async def _receipts(h, alert_id) -> dict[str, dict]:
-    _, page = await h.request("GET", f"/v1/alerts/{alert_id}/receipts?limit=1000")
-    return {r["address"]: r for r in page["items"]}
-
-
 async def test_sends_with_the_real_sdk_and_follows_status_callbacks(sms, twilio):
     alert = alert_json(["420116001001"])
     alert["info"]["expires"] = "2099-01-01T00:00:00+08:00"
@@ -56,7 +51,7 @@ async def test_sends_with_the_real_sdk_and_follows_status_callbacks(sms, twilio)
     assert form["StatusCallback"].startswith(f"{sms.settings.public_url}/hooks/twilio/status?r={accepted['id']}.")
     assert 0 < int(form["ValidityPeriod"]) <= 36_000
 
-    receipts = await _receipts(sms, accepted["id"])
+    receipts = await sms.receipts(accepted["id"], by="address")
     sids = {r["address"]: r["provider_id"] for r in receipts.values()}
     assert all(sid in twilio.sent for sid in sids.values())
 
@@ -71,7 +66,7 @@ async def test_sends_with_the_real_sdk_and_follows_status_callbacks(sms, twilio)
         return s if s["totals"] == {"sent": 2, "delivered": 1, "failed": 1} else None
 
     await eventually(moved)
-    receipts = await _receipts(sms, accepted["id"])
+    receipts = await sms.receipts(accepted["id"], by="address")
     by_sid = {r["provider_id"]: r for r in receipts.values()}
     assert by_sid[first]["state"] == "delivered"
     assert 70 < len(twilio.sent[first]["Body"]) <= 134  # Chinese text: UCS-2, 67 a segment past 70
@@ -84,7 +79,7 @@ async def test_rate_limited_then_sent_and_invalid_number_failed(sms, twilio):
     _, accepted = await sms.post_alert(alert_json(["420116001001"]))
     summary = await sms.until_state(accepted["id"], "settled")
     assert summary["totals"] == {"sent": 3, "failed": 1}
-    receipts = await _receipts(sms, accepted["id"])
+    receipts = await sms.receipts(accepted["id"], by="address")
     busy = receipts["+8613800000003"]
     # a 429 (20429) waits, and waiting is not an attempt
     assert busy["attempts"] == 1 and busy["state"] == "sent" and busy["error"].startswith("20429")
@@ -127,7 +122,7 @@ async def test_sms_reply_acknowledges_that_officers_latest_receipt(sms, twilio):
     status, _ = await twilio.reply(inbound, "+8613800000004", "1", token="forged")
     assert status == 403
 
-    receipts = await _receipts(sms, accepted["id"])
+    receipts = await sms.receipts(accepted["id"], by="address")
     assert {a for a, r in receipts.items() if r["state"] == "acknowledged"} == {"+8613800000002", "+8613800000003"}
     assert receipts["+8613800000002"]["history"][-1]["note"] == "acknowledged by SMS reply"
     assert (await sms.summary(accepted["id"]))["totals"] == {"sent": 2, "acknowledged": 2}
@@ -159,7 +154,7 @@ async def test_voice_call_reads_the_warning_and_a_key_acknowledges(settings, red
         others = [s for s in calls if s != sid]
         await twilio.post_signed(calls[others[0]]["StatusCallback"], {"CallSid": others[0], "CallStatus": "completed"})
         await twilio.post_signed(calls[others[1]]["StatusCallback"], {"CallSid": others[1], "CallStatus": "no-answer"})
-        receipts = await _receipts(h, accepted["id"])
+        receipts = await h.receipts(accepted["id"], by="address")
         states = {r["provider_id"]: r["state"] for r in receipts.values()}
         assert states[sid] == "acknowledged"
         assert states[others[0]] == "delivered" and states[others[1]] == "failed"
