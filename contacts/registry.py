@@ -287,11 +287,9 @@ class Registry:
     def group(self, group_id: str) -> Group | None:
         return self._group_by_id.get(group_id)
 
-    def people_in(self, codes: Iterable[str], roles: Iterable[str] | None = None) -> list[Person]:
+    def people_in(self, codes: Iterable[str]) -> list[Person]:
         """Everyone in the named regions and their descendants, each once, in registry order."""
-        wanted_roles = set(roles) if roles else None
-        return [p for code in self.subtree(codes) for p in self._people_by_region.get(code, ())
-                if wanted_roles is None or p.role in wanted_roles]
+        return _at(self._people_by_region, self.subtree(codes))
 
     def device(self, device_id: str) -> Device | None:
         return self._device_by_id.get(device_id)
@@ -301,7 +299,7 @@ class Registry:
         return list(self._device_by_id.values())
 
     def groups_in(self, codes: Iterable[str]) -> list[Group]:
-        return [g for code in self.subtree(codes) for g in self._groups_by_region.get(code, ())]
+        return _at(self._groups_by_region, self.subtree(codes))
 
     def regions_at(self, level: str) -> list[Region]:
         return [r for r in self._region_by_code.values() if r.level == level]
@@ -311,14 +309,14 @@ class Registry:
         return list(self._people_by_region.get(code, ()))
 
     def devices_in(self, codes: Iterable[str]) -> list[Device]:
-        return [d for code in self.subtree(codes) for d in self._devices_by_region.get(code, ())]
+        return _at(self._devices_by_region, self.subtree(codes))
 
     def recipients_in(self, codes: Iterable[str]) -> list[Person | Group | Device]:
         """Everyone in the named regions and their descendants, then the regions' chat groups,
         then their loudspeaker gateways."""
-        subtree = self.subtree(codes)
-        return [*self.people_in(subtree), *(g for code in subtree for g in self._groups_by_region.get(code, ())),
-                *self.devices_in(subtree)]
+        subtree = self.subtree(codes)  # walked once for all three
+        return [*_at(self._people_by_region, subtree), *_at(self._groups_by_region, subtree),
+                *_at(self._devices_by_region, subtree)]
 
     def reach(self, target: Target) -> list[Person | Group | Device]:
         """Who an alert reaches (see ``contacts.targeting``), each once, in a stable order: the
@@ -386,6 +384,11 @@ class Registry:
     @property
     def size(self) -> int:
         return sum(len(p) for p in self._people_by_region.values())
+
+
+def _at(index: dict[str, list], codes: Iterable[str]) -> list:
+    """What an index by region holds for these regions, in their order."""
+    return [item for code in codes for item in index.get(code, ())]
 
 
 def _wanted(recipient: Person | Group | Device, target: Target) -> bool:
